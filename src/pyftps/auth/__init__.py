@@ -1,0 +1,1 @@
+"""Authentication backends behind one small synchronous interface (see base.py)."""

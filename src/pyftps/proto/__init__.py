@@ -1,0 +1,1 @@
+"""The sans-IO protocol core: parsing, replies, state machines. Imports only the standard library."""

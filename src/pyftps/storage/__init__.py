@@ -1,0 +1,1 @@
+"""File storage backends behind one small synchronous interface (see base.py)."""
