@@ -1,0 +1,423 @@
+"""The embedded default user database: accounts, argon2id hashes and permissions in one SQLite file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from pyftps.auth.base import Permission, Principal
+from pyftps.auth.passwords import (
+    default_hasher,
+    dummy_hash,
+    hash_password,
+    needs_rehash,
+    validate_user_name,
+    verify_dummy,
+    verify_password,
+)
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "NoSuchUser",
+    "SchemaVersionError",
+    "SqliteUserStore",
+    "UserExists",
+    "UserRecord",
+    "UserStoreError",
+]
+
+_log = logging.getLogger(__name__)
+
+# Schema history, applied in order; step N (1-based) takes the database to version N. Append only: never
+# edit a released step. One portable statement per step (no executescript: it commits implicitly and
+# would break the all-or-nothing upgrade), so the PostgreSQL store can mirror this tuple as it is.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: accounts. TEXT compares byte-wise in both SQLite (BINARY collation) and PostgreSQL, so user
+    # names are case-sensitive. permissions is a comma list of lower-case Permission names.
+    """CREATE TABLE users (
+        name TEXT NOT NULL PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        home TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    # 2: per-user settings (TLS policy, limits, ...) as a JSON object, so new settings need no migration.
+    "ALTER TABLE users ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'",
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+)
+_RECORD_COLUMNS = "name, home, permissions, enabled, settings, created_at, updated_at"
+_MAX_IDLE_CONNECTIONS = 32
+
+
+class UserStoreError(Exception):
+    """Base class for user-store failures (other than invalid arguments, which raise ValueError)."""
+
+
+class UserExists(UserStoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"user {name!r} already exists")
+        self.name = name
+
+
+class NoSuchUser(UserStoreError, LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no such user {name!r}")
+        self.name = name
+
+
+class SchemaVersionError(UserStoreError):
+    """The database was written by a newer pyftps; refusing to touch it protects its data."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One account as stored, minus the password hash (which never leaves this module)."""
+
+    name: str
+    home: str
+    permissions: Permission
+    enabled: bool
+    settings: dict[str, Any] = field(hash=False)  # a fresh copy per record; editing it changes nothing
+    created_at: str
+    updated_at: str
+
+    def principal(self) -> Principal:
+        return Principal(name=self.name, home=self.home, permissions=self.permissions)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _check_home(home: str) -> str:
+    if not isinstance(home, str) or not home or "\x00" in home:
+        raise ValueError(f"home must be a non-empty string without NUL characters, got {home!r}")
+    return home
+
+
+def _format_permissions(permissions: Permission) -> str:
+    if not isinstance(permissions, Permission):
+        raise TypeError(f"permissions must be a Permission, not {type(permissions).__name__}")
+    return ",".join(permissions.names())
+
+
+def _encode_settings(settings: Mapping[str, Any]) -> str:
+    if not isinstance(settings, Mapping) or not all(isinstance(key, str) for key in settings):
+        raise ValueError("settings must be a mapping with string keys")
+    try:
+        return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"settings must be JSON-serialisable: {exc}") from None
+
+
+def _record_from_row(row: tuple[Any, ...]) -> UserRecord:
+    name, home, permissions_text, enabled, settings_text, created_at, updated_at = row
+    # Corrupt rows fail loudly (and so fail closed in authenticate) instead of guessing at rights.
+    try:
+        permissions = Permission.parse(permissions_text)
+    except ValueError as exc:
+        raise UserStoreError(f"user {name!r} has unreadable permissions: {exc}") from None
+    try:
+        settings = json.loads(settings_text)
+    except ValueError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise UserStoreError(f"user {name!r} has unreadable settings (not a JSON object)")
+    return UserRecord(name, home, permissions, bool(enabled), settings, created_at, updated_at)
+
+
+def _create_private_file(path: Path) -> None:
+    # Create the file ourselves so it is born 0600 (sqlite3 would use 0644 minus umask): it holds
+    # password hashes. SQLite gives the -wal and -shm files the same mode as the database file.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        _log.warning("user database %s is accessible by group/others; consider chmod 600", path)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+    ).fetchone()
+    if exists is None:
+        return 0
+    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    return int(version)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to SCHEMA_VERSION in one transaction, or leave it untouched."""
+    current = _schema_version(conn)  # read-only fast path: a current DB needs no write lock
+    if current == SCHEMA_VERSION:
+        return
+    # IMMEDIATE takes the write lock up front, so two processes opening an old database at the same
+    # time serialise here and the second one sees the upgraded version instead of re-applying steps.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_CREATE_MIGRATIONS_TABLE)
+        current = _schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path}: user database is at schema version {current}, but this pyftps only knows "
+                f"versions up to {SCHEMA_VERSION}; upgrade pyftps (refusing to touch the database)"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            try:
+                conn.execute(MIGRATIONS[version - 1])
+            except sqlite3.Error as exc:
+                raise UserStoreError(f"{path}: schema migration {version} failed: {exc}") from exc
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, _now())
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    if current < SCHEMA_VERSION:
+        _log.info("user database %s upgraded from schema %d to %d", path, current, SCHEMA_VERSION)
+
+
+class SqliteUserStore:
+    """The user database, safe to share between threads; also an ``Authenticator``.
+
+    Connections come from a small pool (one per concurrent caller, whatever the threading model), so
+    no lock is held while SQL runs and password hashing never runs while a connection is checked out:
+    logins verify in parallel. WAL mode lets readers proceed while an admin command writes, and the
+    busy timeout makes writers from other processes (``pyftps user add``) wait instead of failing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        hasher: PasswordHasher | None = None,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if str(path) in ("", ":memory:"):
+            # Every pooled connection would get its own private, empty in-memory database.
+            raise ValueError("SqliteUserStore needs a file path, not an in-memory database")
+        self.path = Path(path)
+        self._hasher = hasher or default_hasher()
+        self._busy_timeout = busy_timeout
+        self._pool_lock = threading.Lock()  # guards _idle/_closed only; never held across SQL
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        _create_private_file(self.path)
+        try:
+            with self._connection() as conn:
+                _migrate(conn, self.path)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise UserStoreError(f"{self.path}: cannot open user database: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+        dummy_hash(self._hasher)  # build it now rather than during the first unknown-user login
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit BEGINs; single statements autocommit and the migration
+        # manages its own transaction. timeout= is SQLite's busy_timeout. check_same_thread=False
+        # because pooled connections move between threads (never used by two at once).
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._pool_lock:
+            if self._closed:
+                raise UserStoreError(f"{self.path}: user store is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:  # only if a caller died mid-transaction; never pool a half-done one
+                conn.rollback()
+            with self._pool_lock:
+                keep = not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def close(self) -> None:
+        """Close pooled connections; connections in use are closed when they are handed back."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> SqliteUserStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def _modify(self, name: str, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one write that must touch exactly the row of *name*; NoSuchUser if there is none."""
+        with self._connection() as conn:
+            if conn.execute(sql, params).rowcount == 0:
+                raise NoSuchUser(name)
+
+    # -- administration --------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        password: str,
+        home: str,
+        permissions: Permission = Permission.all(),  # noqa: B008 - immutable flag value
+        enabled: bool = True,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> UserRecord:
+        """Create an account; UserExists if the name is taken, ValueError for invalid arguments."""
+        validate_user_name(name)
+        row = (
+            name,
+            _check_home(home),
+            _format_permissions(permissions),
+            int(bool(enabled)),
+            _encode_settings(settings or {}),
+        )
+        password_hash = hash_password(password, hasher=self._hasher)  # before taking a connection
+        now = _now()
+        try:
+            with self._connection() as conn:
+                conn.execute(
+                    "INSERT INTO users (name, home, permissions, enabled, settings, password_hash,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, password_hash, now, now),
+                )
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorname in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
+                raise UserExists(name) from None
+            raise
+        return UserRecord(name, row[1], permissions, bool(enabled), json.loads(row[4]), now, now)
+
+    def delete_user(self, name: str) -> None:
+        self._modify(name, "DELETE FROM users WHERE name = ?", (name,))
+
+    def set_password(self, name: str, password: str) -> None:
+        password_hash = hash_password(password, hasher=self._hasher)
+        self._modify(
+            name,
+            "UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?",
+            (password_hash, _now(), name),
+        )
+
+    def update_user(
+        self,
+        name: str,
+        *,
+        home: str | None = None,
+        permissions: Permission | None = None,
+        enabled: bool | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Change the given fields (None leaves a field alone); ``settings`` replaces the whole dict."""
+        changes: dict[str, object] = {}
+        if home is not None:
+            changes["home"] = _check_home(home)
+        if permissions is not None:
+            changes["permissions"] = _format_permissions(permissions)
+        if enabled is not None:
+            changes["enabled"] = int(bool(enabled))
+        if settings is not None:
+            changes["settings"] = _encode_settings(settings)
+        if not changes:
+            if self.get_user(name) is None:
+                raise NoSuchUser(name)
+            return
+        changes["updated_at"] = _now()
+        # Column names come from the fixed keys above, never from the caller, so formatting is safe.
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        self._modify(name, f"UPDATE users SET {assignments} WHERE name = ?", (*changes.values(), name))
+
+    def get_user(self, name: str) -> UserRecord | None:
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _record_from_row(row)
+
+    def list_users(self) -> list[UserRecord]:
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM users ORDER BY name").fetchall()
+        return [_record_from_row(row) for row in rows]
+
+    def count_users(self) -> int:
+        with self._connection() as conn:
+            (count,) = conn.execute("SELECT COUNT(*) FROM users").fetchone()
+        return int(count)
+
+    def schema_version(self) -> int:
+        with self._connection() as conn:
+            return _schema_version(conn)
+
+    # -- authentication --------------------------------------------------------------------------
+
+    def authenticate(self, username: str, password: str) -> Principal | None:
+        """The Authenticator entry point: one argon2 verification whatever the outcome."""
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT password_hash, {_RECORD_COLUMNS} FROM users WHERE name = ?", (username,)
+            ).fetchone()
+        # Everything below runs with no connection or lock held, so logins verify in parallel.
+        if row is None:
+            verify_dummy(password, hasher=self._hasher)
+            return None
+        stored_hash, record = row[0], _record_from_row(row[1:])
+        if not verify_password(stored_hash, password, hasher=self._hasher):
+            return None
+        if not record.enabled:  # checked after the verification so it costs the same as a wrong password
+            return None
+        if needs_rehash(stored_hash, hasher=self._hasher):
+            self._upgrade_hash(username, stored_hash, password)
+        return record.principal()
+
+    def _upgrade_hash(self, name: str, old_hash: str, password: str) -> None:
+        """Re-hash with the current parameters; best effort, a failure must not fail the login."""
+        try:
+            new_hash = hash_password(password, hasher=self._hasher)
+            with self._connection() as conn:
+                # Compare-and-swap: if set_password or another login changed the hash meanwhile, keep theirs.
+                conn.execute(
+                    "UPDATE users SET password_hash = ? WHERE name = ? AND password_hash = ?",
+                    (new_hash, name, old_hash),
+                )
+        except (sqlite3.Error, UserStoreError, ValueError):
+            _log.warning("could not upgrade the password hash of user %r", name, exc_info=True)
