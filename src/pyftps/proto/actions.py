@@ -1,0 +1,267 @@
+"""The contract between the sans-IO server session and the I/O layer: frozen actions out, results in.
+
+The session never performs I/O. It returns actions (send this reply, start TLS, run this storage
+operation, start this transfer) and the I/O layer reports back with :class:`OpOk`/:class:`OpFailed`
+and the transfer events. Operations carry only virtual paths and plain values.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from pyftps.proto.permissions import Permission
+from pyftps.proto.replies import Reply
+
+# ---------------------------------------------------------------- operations the I/O layer runs
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StatPath:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListNames:
+    """Entries of a directory for STAT over the control connection, at most ``limit`` of them."""
+
+    path: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class MakeDir:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDir:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFile:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenamePath:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetMtime:
+    path: str
+    mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class Chmod:
+    path: str
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class AsciiSize:
+    """Octets a TYPE A download of the file would send; fails when the file exceeds ``limit``."""
+
+    path: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPassive:
+    """Open a passive listener; the result is its port (an ``int``)."""
+
+    extended: bool
+
+
+class TransferKind(enum.Enum):
+    RETR = "RETR"
+    STOR = "STOR"
+    STOU = "STOU"
+    APPE = "APPE"
+    LIST = "LIST"
+    NLST = "NLST"
+    MLSD = "MLSD"
+
+    @property
+    def upload(self) -> bool:
+        return self in (TransferKind.STOR, TransferKind.STOU, TransferKind.APPE)
+
+    @property
+    def listing(self) -> bool:
+        return self in (TransferKind.LIST, TransferKind.NLST, TransferKind.MLSD)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAddress:
+    host: str
+    port: int
+
+
+class TransferProgress:
+    """Bytes moved so far; written by the transfer's worker, read by STAT (RFC 1123 §4.1.3.3)."""
+
+    __slots__ = ("bytes_done",)
+
+    def __init__(self) -> None:
+        self.bytes_done = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Everything the I/O layer needs to run one data transfer."""
+
+    kind: TransferKind
+    path: str
+    offset: int = 0
+    ascii: bool = False
+    protect: bool = False  # PROT P: TLS on the data connection, FTP client as TLS client (4217 §7)
+    active: ActiveAddress | None = None  # None: use the passive listener
+    facts: frozenset[str] = frozenset()  # MLSD facts selected by OPTS MLST
+    perm_for_file: str = ""  # MLSD perm fact values, from the user's permissions
+    perm_for_dir: str = ""
+    progress: TransferProgress = field(default_factory=TransferProgress, compare=False)
+
+
+Op = (
+    Authenticate
+    | StatPath
+    | ListNames
+    | MakeDir
+    | RemoveDir
+    | DeleteFile
+    | RenamePath
+    | SetMtime
+    | Chmod
+    | AsciiSize
+    | OpenPassive
+    | Transfer
+)
+
+# ---------------------------------------------------------------- actions out of the session
+
+
+@dataclass(frozen=True, slots=True)
+class SendReply:
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class SendRaw:
+    """Bytes that are not a reply (a Telnet option refusal, RFC 1123 §4.1.2.12)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """Run a TLS handshake as server; ``initial`` are bytes already received that belong to it."""
+
+    initial: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class StopTLS:
+    """Send close_notify, wait (bounded) for the peer's, then continue in clear on the same socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Delay the next action (the pause after a failed login, RFC 2577 §5)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunOp:
+    op: Op
+
+
+@dataclass(frozen=True, slots=True)
+class AbortTransfer:
+    """Stop the running transfer now; its outcome is reported as aborted."""
+
+
+@dataclass(frozen=True, slots=True)
+class DropDataChannel:
+    """Close any passive listener or pending data connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndLogin:
+    """The logged-in identity is gone (REIN, AUTH, a new USER): release the user's storage."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the control connection (after a TLS close_notify when under TLS)."""
+
+
+Action = (
+    SendReply
+    | SendRaw
+    | StartTLS
+    | StopTLS
+    | Sleep
+    | RunOp
+    | AbortTransfer
+    | DropDataChannel
+    | EndLogin
+    | Close
+)
+
+# ---------------------------------------------------------------- results into the session
+
+
+@dataclass(frozen=True, slots=True)
+class OpOk:
+    value: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpFailed:
+    code: int
+    text: str
+
+
+OpResult = OpOk | OpFailed
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAccepted:
+    """Value of a successful :class:`Authenticate`: what the session needs to know of the user."""
+
+    name: str
+    permissions: Permission
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOutcome:
+    """How a transfer ended. ``code`` is None on success (226), else the final reply to send."""
+
+    bytes_done: int
+    code: int | None = None
+    text: str = ""
+    aborted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None and not self.aborted
+
+
+@dataclass(frozen=True, slots=True)
+class TLSInfo:
+    """What the session learns from a completed handshake."""
+
+    version: str = ""
+    cipher: str = ""
+    sni: str | None = None

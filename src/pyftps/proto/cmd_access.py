@@ -1,0 +1,114 @@
+"""Handlers of the access-control commands USER, PASS, ACCT, REIN, QUIT, HOST (RFC 959 §4.1.1, RFC 7151).
+
+Login never reveals whether a user exists (RFC 2577 §7): USER always answers 331, and a wrong
+password and an unknown user get the same 530 after the same delay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+from pyftps.proto.actions import (
+    Action,
+    Authenticate,
+    Close,
+    DropDataChannel,
+    LoginAccepted,
+    OpFailed,
+    OpResult,
+    Sleep,
+)
+from pyftps.proto.codes import ReplyCode
+from pyftps.proto.grammar import parse_host_arg
+from pyftps.proto.session import LoginState
+
+if TYPE_CHECKING:
+    from pyftps.proto.commands import Command
+    from pyftps.proto.session import ServerSession
+
+TLS_REQUIRED = "TLS required: send AUTH TLS first, or use the implicit FTPS port."
+
+
+def user(s: ServerSession, cmd: Command) -> list[Action]:
+    if s.policy.require_tls_for_login and not s.state.tls.protected:
+        return s.reply(ReplyCode.NOT_LOGGED_IN, TLS_REQUIRED)
+    actions = s.reset_login()  # a new USER flushes the old login, keeps transfer parameters (959 §4.1.1)
+    s.state.pending_user = cmd.arg
+    s.state.login = LoginState.NEED_PASS
+    return actions + s.reply(ReplyCode.NEED_PASSWORD, "Password required.")
+
+
+def password(s: ServerSession, cmd: Command) -> list[Action]:
+    if s.state.logged_in:
+        return s.reply(ReplyCode.BAD_SEQUENCE, "Already logged in.")
+    if s.state.login is not LoginState.NEED_PASS or s.state.pending_user is None:
+        return s.reply(ReplyCode.BAD_SEQUENCE, "Send USER first.")
+    if s.policy.require_tls_for_login and not s.state.tls.protected:
+        return s.reply(ReplyCode.NOT_LOGGED_IN, TLS_REQUIRED)
+    name = s.state.pending_user
+    return s.run(Authenticate(name, cmd.arg or ""), lambda result: _login_result(s, result))
+
+
+def _login_result(s: ServerSession, result: OpResult) -> list[Action]:
+    if isinstance(result, OpFailed) and result.code != ReplyCode.NOT_LOGGED_IN:
+        s.state.login, s.state.pending_user = LoginState.NONE, None
+        return s.reply(result.code, result.text)  # backend trouble, not a wrong password
+    if isinstance(result, OpFailed) or not isinstance(result.value, LoginAccepted):
+        s.state.login, s.state.pending_user = LoginState.NONE, None
+        s.login_failures += 1
+        delay: list[Action] = [Sleep(s.policy.login_failure_delay)] if s.policy.login_failure_delay else []
+        if s.login_failures >= s.policy.max_login_failures:
+            # RFC 2577 §5: the 421 must precede the close.
+            return delay + s.close_with(ReplyCode.SERVICE_NOT_AVAILABLE, "Too many failed logins; closing.")
+        return delay + s.reply(ReplyCode.NOT_LOGGED_IN, "Login incorrect.")
+    accepted = result.value
+    s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
+    s.state.user, s.state.permissions = accepted.name, accepted.permissions
+    s.state.cwd = "/"
+    return s.reply(ReplyCode.LOGGED_IN, "Login successful.")
+
+
+def account(s: ServerSession, cmd: Command) -> list[Action]:
+    return s.reply(ReplyCode.SUPERFLUOUS, "ACCT is not needed on this server.")
+
+
+def reinitialize(s: ServerSession, cmd: Command) -> list[Action]:
+    return s.reinitialize()
+
+
+def quit(s: ServerSession, cmd: Command) -> list[Action]:
+    s.closed = True
+    return [DropDataChannel(), *s.reply(ReplyCode.CLOSING_CONTROL, "Goodbye."), Close()]
+
+
+def host(s: ServerSession, cmd: Command) -> list[Action]:
+    if s.state.logged_in:
+        return s.reply(ReplyCode.BAD_SEQUENCE, "HOST must be sent before login (RFC 7151).")
+    name = parse_host_arg((cmd.arg or "").strip())
+    literal = name.strip("[]")
+    try:
+        address = ipaddress.ip_address(literal)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address != _address(s.local_host):
+            return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, "That address is not this server's.")
+    elif s.policy.host_names and name not in s.policy.host_names:
+        return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, "Unknown virtual host.")
+    sni = s.tls_info.sni if s.tls_info and s.state.tls.protected else None
+    if sni and sni.lower().rstrip(".") != name.rstrip("."):
+        return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, "HOST does not match the TLS server name (SNI).")
+    actions = s.reset_login()  # RFC 7151 §3: each HOST resets the authentication environment
+    s.state.host = name
+    return actions + s.reply(ReplyCode.SERVICE_READY, f"Host {name} accepted.")
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
