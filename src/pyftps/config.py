@@ -1,0 +1,48 @@
+"""Server configuration: one frozen value built once at start-up and only read afterwards."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyftps.proto.policy import SessionPolicy
+
+
+class ReusePolicy(enum.Enum):
+    """What to do when a PROT P data connection does not resume the control connection's TLS session."""
+
+    REQUIRE = "require"  # refuse with 522 (RFC 4217 §10.2; vsftpd's require_ssl_reuse)
+    WARN = "warn"  # allow, log a warning
+    OFF = "off"  # do not check
+
+
+@dataclass(frozen=True, slots=True)
+class UserSpec:
+    """A ``--user NAME:PASSWORD`` account, rooted at the server's ``--root``."""
+
+    name: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    explicit_port: int | None = 2121  # None disables the listener
+    implicit_port: int | None = 9990
+    passive_ports: tuple[int, int] | None = None  # None: any free port
+    root: Path = Path("data")
+    state_dir: Path = Path("state")
+    cert_file: Path | None = None  # None: a generated self-signed certificate in state_dir
+    key_file: Path | None = None
+    users: tuple[UserSpec, ...] = ()
+    data_reuse: ReusePolicy = ReusePolicy.REQUIRE
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+    handshake_timeout: float = 30.0
+    data_connect_timeout: float = 30.0  # waiting for the data connection (accept or connect)
+    data_idle_timeout: float = 120.0  # no byte moving on a data connection for this long → 426
+    tls_close_timeout: float = 5.0  # waiting for the peer's close_notify after CCC/REIN
+    fsync: bool = True  # fsync an upload before its 226 (issue: no acknowledged file lost)
+    max_connections: int = 1000
+    max_transfer_threads: int = 256
+    buffer_size: int = 256 * 1024  # data copy chunk: 64-256 KiB measured best (TLS-IO.md)

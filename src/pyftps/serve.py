@@ -1,0 +1,108 @@
+"""``pyftps serve``: turn command-line choices into a running server on embedded defaults.
+
+On a fresh machine it creates a state directory with a self-signed certificate and an SQLite user
+database holding a first user (its generated password is printed once), and serves a data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pyftps.auth.base import Authenticator, Permission, Principal
+from pyftps.auth.passwords import generate_password
+from pyftps.auth.sqlite import SqliteUserStore
+from pyftps.auth.static import StaticAuthenticator
+from pyftps.config import ServerConfig
+from pyftps.server.app import Server, port_is_bindable
+from pyftps.tls.certs import ensure_self_signed, load_certificate_info
+from pyftps.tls.contexts import TLSConfigError, server_context
+
+log = logging.getLogger("pyftps")
+
+FIRST_USER = "admin"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pyftps"
+
+
+def pick_port(host: str, wanted: int | None, preferred: int, fallback: int) -> int | None:
+    """``None`` from the command line means "default": the standard port when we may bind it."""
+    if wanted is not None:
+        return wanted or None  # 0 disables the listener
+    return preferred if port_is_bindable(host, preferred) else fallback
+
+
+def build_authenticator(config: ServerConfig) -> Authenticator:
+    if config.users:
+        home = str(config.root)
+        return StaticAuthenticator.from_plain(
+            {u.name: (u.password, Principal(u.name, home, Permission.all())) for u in config.users}
+        )
+    store = SqliteUserStore(config.state_dir / "users.db")
+    if store.count_users() == 0:
+        password = generate_password()
+        store.add_user(FIRST_USER, password, str(config.root), Permission.all())
+        # Printed once, to the terminal only: it is not stored anywhere in clear.
+        print(
+            f"Created the first user {FIRST_USER!r} with password {password!r} "
+            f"(shown once; change it with: pyftps user passwd {FIRST_USER})",
+            file=sys.stderr,
+        )
+    return store
+
+
+def run_server(config: ServerConfig) -> int:
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.root.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = config.cert_file, config.key_file
+    if cert_file is None or key_file is None:
+        cert_file, key_file = ensure_self_signed(config.state_dir / "tls")
+    try:
+        # One ticket per control connection: the data connection's session id then proves which
+        # control connection it resumed (with two, the first ticket's id differs; see tls.contexts).
+        context = server_context(cert_file, key_file, num_tickets=1)
+    except TLSConfigError as error:
+        print(f"pyftps: {error}", file=sys.stderr)
+        return 2
+    info = load_certificate_info(cert_file)
+    authenticator = build_authenticator(config)
+    server = Server(config, authenticator=authenticator, ssl_context=context)
+    try:
+        return asyncio.run(_serve(server, cert_file, info.fingerprint))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(server: Server, cert_file: Path, fingerprint: str) -> int:
+    try:
+        await server.start()
+    except OSError as error:
+        print(f"pyftps: cannot listen: {error}", file=sys.stderr)
+        return 2
+    config = server.config
+    if server.explicit_address:
+        log.info("explicit FTPS (AUTH TLS) on %s port %s", *server.explicit_address)
+    if server.implicit_address:
+        log.info("implicit FTPS on %s port %s", *server.implicit_address)
+    log.info(
+        "serving %s; state in %s; certificate %s (SHA-256 %s)",
+        config.root,
+        config.state_dir,
+        cert_file,
+        fingerprint,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await server.stop()
+    return 0

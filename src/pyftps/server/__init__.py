@@ -1,0 +1,1 @@
+"""The asyncio I/O layer: the only package that owns sockets, threads and timers."""

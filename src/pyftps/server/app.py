@@ -1,0 +1,121 @@
+"""The server: wires configuration, TLS, backends and listeners; start-up → serve → graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pyftps.auth.base import Authenticator, Principal
+from pyftps.config import ServerConfig
+from pyftps.server.context import ServerContext, StorageFactory
+from pyftps.server.control import ControlConnection
+from pyftps.server.data import PassivePorts
+from pyftps.storage.local import LocalStorage
+
+log = logging.getLogger("pyftps.server")
+
+
+def local_storage_factory(fsync: bool) -> StorageFactory:
+    def storage_for(principal: Principal) -> LocalStorage:
+        return LocalStorage(principal.home, fsync=fsync)
+
+    return storage_for
+
+
+class Server:
+    """An FTPS server with an explicit and an implicit listener (either may be disabled)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        authenticator: Authenticator,
+        ssl_context: ssl.SSLContext | None,
+        storage_for: StorageFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.context = ServerContext(
+            config=config,
+            ssl_context=ssl_context,
+            authenticator=authenticator,
+            storage_for=storage_for or local_storage_factory(config.fsync),
+            passive_ports=PassivePorts(config.passive_ports),
+            op_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="pyftps-op"),
+            transfer_executor=ThreadPoolExecutor(
+                max_workers=config.max_transfer_threads, thread_name_prefix="pyftps-data"
+            ),
+        )
+        self._servers: list[asyncio.AbstractServer] = []
+        self.explicit_address: tuple[str, int] | None = None
+        self.implicit_address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.config.explicit_port is not None:
+            server = await loop.create_server(
+                lambda: ControlConnection(self.context, implicit=False),
+                sock=_listen(self.config.host, self.config.explicit_port),
+            )
+            self._servers.append(server)
+            self.explicit_address = server.sockets[0].getsockname()[:2]
+        if self.config.implicit_port is not None:
+            server = await loop.create_server(
+                lambda: ControlConnection(self.context, implicit=True),
+                sock=_listen(self.config.host, self.config.implicit_port),
+            )
+            self._servers.append(server)
+            self.implicit_address = server.sockets[0].getsockname()[:2]
+
+    async def stop(self) -> None:
+        """Stop accepting, close every session, release the threads."""
+        for server in self._servers:
+            server.close()
+        for connection in list(self.context.connections):
+            assert isinstance(connection, ControlConnection)
+            connection._abort_connection("server stopping")
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        self.context.op_executor.shutdown(wait=False, cancel_futures=True)
+        self.context.transfer_executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket; ``::`` also accepts IPv4 (dual stack) where the system allows it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(512)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def port_is_bindable(host: str, port: int) -> bool:
+    try:
+        _listen(host, port).close()
+    except OSError:
+        return False
+    return True
+
+
+def ensure_directories(*paths: Path) -> None:
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,32 @@
+"""What every connection of one server shares: configuration, TLS context, backends, pools, counters."""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pyftps.auth.base import Authenticator, Principal
+from pyftps.config import ServerConfig
+from pyftps.server.data import PassivePorts
+from pyftps.storage.base import Storage
+
+StorageFactory = Callable[[Principal], Storage]
+
+
+@dataclass
+class ServerContext:
+    config: ServerConfig
+    ssl_context: ssl.SSLContext | None
+    authenticator: Authenticator
+    storage_for: StorageFactory
+    passive_ports: PassivePorts
+    op_executor: ThreadPoolExecutor
+    transfer_executor: ThreadPoolExecutor
+    connections: set[object] = field(default_factory=set)
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_session_id(self) -> str:
+        return f"{next(self._ids):x}"

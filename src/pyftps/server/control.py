@@ -1,0 +1,418 @@
+"""One control connection on asyncio: bytes ↔ TLS ↔ :class:`~pyftps.proto.session.ServerSession` ↔ actions.
+
+TLS runs over ``SSLObject`` + ``MemoryBIO`` (:class:`~pyftps.tls.channel.TLSChannel`) on the raw
+TCP transport, so one socket can be wrapped (AUTH, implicit accept) and unwrapped (CCC, REIN) as
+RFC 4217 §5/§13 and MS-FTPS §3.2.5.3 require; asyncio's own TLS cannot unwrap.
+
+Actions run strictly in order from one queue. ``Sleep`` and ``StopTLS`` pause the queue until their
+time passes or the peer's close_notify arrives; operations run in worker threads and their results
+re-enter through the session, so replies always leave in the order the session decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+
+from pyftps.auth.base import Principal
+from pyftps.proto import actions as a
+from pyftps.proto.codes import ReplyCode
+from pyftps.proto.replies import Reply
+from pyftps.proto.security import TLSState
+from pyftps.proto.session import ServerSession
+from pyftps.server.context import ServerContext
+from pyftps.server.data import DataChannel, PendingData
+from pyftps.server.ops import authenticate, run_storage_op
+from pyftps.server.transfers import TransferRunner
+from pyftps.storage.base import Storage
+from pyftps.tls.channel import TLSChannel
+from pyftps.tls.contexts import TLSError, wrap_data_socket
+
+log = logging.getLogger("pyftps.session")
+
+
+class ControlConnection(asyncio.Protocol):
+    def __init__(self, server: ServerContext, *, implicit: bool) -> None:
+        self.server = server
+        self.implicit = implicit
+        self.id = server.next_session_id()
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.session: ServerSession | None = None
+        self.principal: Principal | None = None
+        self.storage: Storage | None = None
+        self.data: DataChannel | None = None
+        self.tls: TLSChannel | None = None
+        self.tls_control_session_id: bytes | None = None
+        self._actions: deque[a.Action] = deque()
+        self._paused = False  # a Sleep or a TLS close is in progress
+        self._running = False
+        self._carry = b""  # bytes that followed the peer's close_notify
+        self._guard: asyncio.TimerHandle | None = None  # handshake / TLS close deadline
+        self._idle: asyncio.TimerHandle | None = None
+        self._sleep: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transfer: TransferRunner | None = None
+        self.closed = False
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
+        self.peer, self.local = peer, local
+        config = self.server.config
+        if len(self.server.connections) >= config.max_connections:
+            transport.write(b"421 Too many connections; try again later.\r\n" if not self.implicit else b"")
+            transport.close()
+            self.closed = True
+            return
+        self.server.connections.add(self)
+        policy = config.session
+        self.session = ServerSession(
+            policy,
+            implicit=self.implicit,
+            peer_host=str(peer[0]),
+            local_host=str(local[0]),
+            ipv6=":" in str(local[0]) and not str(local[0]).startswith("::ffff:"),
+            now=self.loop.time(),
+        )
+        self.data = DataChannel(
+            self.server.passive_ports,
+            local_host=str(local[0]),
+            peer_host=str(peer[0]),
+            allow_foreign=policy.allow_foreign_data_address,
+            timeout=config.data_connect_timeout,
+            on_accepted=self._data_accepted,
+        )
+        log.info("session %s: connected from %s port %s (%s)", self.id, peer[0], peer[1], self._mode)
+        self._call(self.session.start)
+
+    @property
+    def _mode(self) -> str:
+        return "implicit" if self.implicit else "explicit"
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.session is None:
+            return
+        if self.tls is not None:
+            try:
+                self.tls.feed(data)
+            except TLSError:
+                self._abort_connection("TLS input after close")
+                return
+            self._drive_tls()
+        elif not self._paused:
+            self._call(self.session.receive_data, data)
+        else:
+            self._carry += data  # arrives while a Sleep holds the queue; parsed when it ends
+
+    def eof_received(self) -> bool | None:
+        if self.tls is not None and not self.closed:
+            self.tls.feed_eof()
+            self._drive_tls()
+        self._shutdown("client closed the connection")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._shutdown("connection lost" if exc else "closed")
+
+    # ------------------------------------------------------------------ TLS
+
+    def _start_tls(self, initial: bytes) -> None:
+        context = self.server.ssl_context
+        if context is None:
+            self._abort_connection("no TLS context")
+            return
+        self.tls = TLSChannel.server(context)
+        self._arm_guard(self.server.config.handshake_timeout, "TLS handshake timeout")
+        if initial:
+            self.tls.feed(initial)
+        self._drive_tls()
+
+    def _drive_tls(self) -> None:
+        tls = self.tls
+        if tls is None or self.closed:
+            return
+        try:
+            if not tls.handshake_complete:
+                done = tls.handshake()
+                self._flush_tls()
+                if not done:
+                    return
+                self._tls_established(tls)
+                if self.tls is not tls:
+                    return
+            if tls.closing:
+                if tls.try_finish_close():
+                    self._flush_tls()
+                    self._tls_closed(tls)
+                return
+            plaintext = tls.read()
+            self._flush_tls()
+        except TLSError as error:
+            self._flush_tls()
+            self._abort_connection(str(error))
+            return
+        if plaintext and self.session is not None:
+            self._call(self.session.receive_data, plaintext)
+        if tls.peer_closed or tls.truncated:
+            self._shutdown("client ended TLS on the control connection")
+
+    def _tls_established(self, tls: TLSChannel) -> None:
+        session_obj = tls.session
+        self.tls_control_session_id = session_obj.id if session_obj is not None else None
+        info = a.TLSInfo(version=tls.version or "", cipher=(tls.cipher or ("", "", 0))[0], sni=tls.sni)
+        log.info("session %s: TLS established (%s, %s)", self.id, info.version, info.cipher)
+        self._disarm_guard()
+        assert self.session is not None
+        self._call(self.session.tls_established, info)
+
+    def _tls_closed(self, tls: TLSChannel) -> None:
+        self._carry += tls.leftover()
+        self.tls = None
+        if self.session is None or self.session.state.tls is not TLSState.CLEARED:
+            # REIN clears the TLS session (RFC 4217 §13); after CCC, PROT P data still resumes it.
+            self.tls_control_session_id = None
+        self._disarm_guard()
+        self._paused = False
+        self._run_actions()
+        self._resume_plaintext()
+
+    def _flush_tls(self) -> None:
+        if self.tls is not None and self.transport is not None:
+            out = self.tls.pending_output()
+            if out:
+                self.transport.write(out)
+
+    def _resume_plaintext(self) -> None:
+        """Bytes parked during a pause go to the session once nothing holds the queue any more."""
+        if self._paused or self.tls is not None or not self._carry or self.session is None:
+            return
+        carry, self._carry = self._carry, b""
+        self._call(self.session.receive_data, carry)
+
+    # ------------------------------------------------------------------ actions
+
+    def _call(self, method: object, *args: object) -> None:
+        """Call a session method with ``now`` and run the actions; a bug becomes 451 and a close."""
+        if self.closed:
+            return
+        try:
+            actions = method(*args, self.loop.time())  # type: ignore[operator]
+        except Exception as error:
+            log.error("session %s: internal error", self.id, exc_info=error)
+            self._send(Reply.of(ReplyCode.LOCAL_ERROR, "Internal error; closing connection.").to_bytes())
+            self._close_gracefully()
+            return
+        self._actions.extend(actions)
+        self._run_actions()
+
+    def _run_actions(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self._actions and not self._paused and not self.closed:
+                self._execute(self._actions.popleft())
+        finally:
+            self._running = False
+        if not self._paused and not self.closed:
+            self._schedule_idle()
+
+    def _execute(self, action: a.Action) -> None:
+        match action:
+            case a.SendReply(reply):
+                self._send(reply.to_bytes())
+            case a.SendRaw(data):
+                self._send(data)
+            case a.StartTLS(initial):
+                self._start_tls(initial + self._take_carry())
+            case a.StopTLS():
+                self._stop_tls()
+            case a.Sleep(seconds):
+                self._paused = True
+                self._sleep = self.loop.call_later(seconds, self._wake)
+            case a.RunOp(op):
+                self._spawn(self._run_op(op))
+            case a.AbortTransfer():
+                if self._transfer is not None:
+                    self._transfer.abort()
+            case a.DropDataChannel():
+                if self.data is not None:
+                    self.data.close()
+            case a.EndLogin():
+                self.principal, self.storage = None, None
+            case a.Close():
+                self._close_gracefully()
+
+    def _take_carry(self) -> bytes:
+        carry, self._carry = self._carry, b""
+        return carry
+
+    def _wake(self) -> None:
+        self._sleep = None
+        self._paused = False
+        self._run_actions()
+        self._resume_plaintext()
+
+    def _stop_tls(self) -> None:
+        tls = self.tls
+        if tls is None:
+            return
+        self._paused = True
+        self._arm_guard(self.server.config.tls_close_timeout, "TLS close timeout")
+        try:
+            tls.start_close()
+            self._flush_tls()
+        except TLSError as error:
+            self._abort_connection(str(error))
+            return
+        self._drive_tls()
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.tls is not None:
+            try:
+                self.tls.write(data)
+            except TLSError:
+                return
+            self._flush_tls()
+        else:
+            self.transport.write(data)
+
+    # ------------------------------------------------------------------ operations
+
+    def _spawn(self, coroutine: object) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_op(self, op: a.Op) -> None:
+        assert self.session is not None
+        if isinstance(op, a.Transfer):
+            await self._run_transfer(op)
+            return
+        result: a.OpResult
+        if isinstance(op, a.Authenticate):
+            login = await self.loop.run_in_executor(
+                self.server.op_executor, authenticate, self.server.authenticator, op, self.id
+            )
+            if login.principal is not None:
+                self.principal = login.principal
+                self.storage = self.server.storage_for(login.principal)
+                log.info("session %s: user %s logged in", self.id, login.principal.name)
+            else:
+                log.info("session %s: failed login", self.id)
+            result = login.result
+        elif isinstance(op, a.OpenPassive):
+            result = self._open_passive()
+        elif self.storage is None:
+            result = a.OpFailed(ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
+        else:
+            result = await self.loop.run_in_executor(
+                self.server.op_executor, run_storage_op, self.storage, op, self.id
+            )
+        if not self.closed:
+            self._call(self.session.op_done, result)
+
+    def _open_passive(self) -> a.OpResult:
+        assert self.data is not None
+        try:
+            return a.OpOk(self.data.open_passive())
+        except OSError as error:
+            log.warning("session %s: cannot open a passive port: %s", self.id, error)
+            return a.OpFailed(ReplyCode.CANT_OPEN_DATA, "Cannot open a passive data port.")
+        except Exception as error:
+            log.warning("session %s: cannot open a passive port: %s", self.id, error)
+            return a.OpFailed(ReplyCode.CANT_OPEN_DATA, "Cannot open a passive data port.")
+
+    async def _run_transfer(self, transfer: a.Transfer) -> None:
+        assert self.session is not None and self.data is not None
+        runner = TransferRunner(self, transfer)
+        self._transfer = runner
+        try:
+            outcome = await runner.run()
+        finally:
+            self._transfer = None
+        if not self.closed:
+            self._call(self.session.transfer_done, outcome)
+
+    def _data_accepted(self, sock: socket.socket) -> PendingData:
+        """A passive data connection arrived: under PROT P start the TLS handshake right away."""
+        sock.setblocking(True)
+        context = self.server.ssl_context
+        if self.session is None or self.session.state.prot != "P" or context is None:
+            return PendingData(sock)
+        sock.settimeout(self.server.config.handshake_timeout)
+        conn = wrap_data_socket(context, sock)
+        return PendingData(conn, self.server.transfer_executor.submit(conn.do_handshake))
+
+    def data_connected(self) -> None:
+        """Called by the transfer runner once the data connection exists (the 150 goes out now)."""
+        if self.session is not None and not self.closed:
+            self._call(self.session.data_connected)
+
+    # ------------------------------------------------------------------ timers and closing
+
+    def _schedule_idle(self) -> None:
+        """(Re)arm the idle timer from the session's own deadline (RFC 1123 §4.1.3.2)."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        deadline = self.session.next_deadline() if self.session is not None else None
+        if deadline is not None:
+            self._idle = self.loop.call_at(deadline, self._idle_tick)
+
+    def _idle_tick(self) -> None:
+        self._idle = None
+        if self.session is not None:
+            self._call(self.session.tick)
+
+    def _arm_guard(self, seconds: float, reason: str) -> None:
+        """A deadline for a TLS handshake or close: past it, the connection is dropped."""
+        self._disarm_guard()
+        self._guard = self.loop.call_later(seconds, self._abort_connection, reason)
+
+    def _disarm_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            self._guard = None
+
+    def _close_gracefully(self) -> None:
+        """After QUIT or a 421: close_notify under TLS (RFC 8446 §6.1), then close."""
+        if self.tls is not None and self.tls.handshake_complete:
+            with contextlib.suppress(TLSError):
+                self.tls.start_close()
+            self._flush_tls()
+        if self.transport is not None:
+            self.transport.close()
+        self._shutdown("closed by server")
+
+    def _abort_connection(self, reason: str) -> None:
+        log.info("session %s: dropping connection: %s", self.id, reason)
+        if self.transport is not None:
+            self.transport.abort()
+        self._shutdown(reason)
+
+    def _shutdown(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for handle in (self._guard, self._idle, self._sleep):
+            if handle is not None:
+                handle.cancel()
+        self.server.connections.discard(self)
+        if self._transfer is not None:
+            self._transfer.abort()  # losing the control connection acts as ABOR (RFC 959 §4.1.1)
+        if self.data is not None:
+            self.data.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        log.info("session %s: closed (%s)", self.id, reason)

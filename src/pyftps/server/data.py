@@ -1,0 +1,197 @@
+"""Data-connection endpoints: passive listeners from a port range, active connections, RFC 2577 checks.
+
+Only the TCP part lives here, on the event loop, so that ABOR can cancel a wait cleanly; TLS and
+the copy loop run in a worker thread (:mod:`pyftps.server.worker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import ipaddress
+import logging
+import random
+import socket
+from collections.abc import Callable
+
+log = logging.getLogger("pyftps.data")
+
+
+class DataConnectionError(Exception):
+    """No data connection could be made (425)."""
+
+
+class PendingData:
+    """A data connection that exists before its transfer runs; its TLS handshake may already be running.
+
+    curl sends its data ClientHello right after connecting, before the transfer command, and stalls
+    about a second if the server waits for RETR to answer it; ftplib only starts TLS after the 150.
+    Starting the server side of the handshake at accept time, in a worker thread, and sending the
+    150 as soon as TCP is up serves both.
+    """
+
+    def __init__(self, sock: socket.socket, handshake: concurrent.futures.Future[None] | None = None) -> None:
+        self.sock = sock
+        self.handshake = handshake
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a handshake blocked in another thread
+        self.sock.close()
+
+
+OnAccepted = Callable[[socket.socket], PendingData]
+
+
+def same_host(a: str, b: str) -> bool:
+    """Compare two addresses, seeing through IPv4-mapped IPv6 forms."""
+    return _normal(a) == _normal(b)
+
+
+def _normal(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+class PassivePorts:
+    """Binds listeners on random ports of a range (random, not sequential: RFC 2577 §8)."""
+
+    def __init__(self, port_range: tuple[int, int] | None, *, rng: random.Random | None = None) -> None:
+        self.port_range = port_range
+        self._rng = rng or random.SystemRandom()
+
+    def listen(self, host: str) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if self.port_range is None:
+            return self._bind(family, host, 0)
+        low, high = self.port_range
+        candidates = list(range(low, high + 1))
+        self._rng.shuffle(candidates)
+        for port in candidates[:256]:
+            try:
+                return self._bind(family, host, port)
+            except OSError as error:
+                if error.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+        raise DataConnectionError("no free passive port in the configured range")
+
+    @staticmethod
+    def _bind(family: int, host: str, port: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class DataChannel:
+    """One session's data endpoint: at most one passive listener, or nothing (active mode)."""
+
+    def __init__(
+        self,
+        ports: PassivePorts,
+        *,
+        local_host: str,
+        peer_host: str,
+        allow_foreign: bool,
+        timeout: float,
+        on_accepted: OnAccepted = PendingData,
+    ) -> None:
+        self._ports = ports
+        self._local_host = local_host
+        self._peer_host = peer_host
+        self._allow_foreign = allow_foreign
+        self._timeout = timeout
+        self._on_accepted = on_accepted
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[PendingData] | None = None
+
+    def open_passive(self) -> int:
+        """Listen on a fresh port and start accepting at once (the client may connect before RETR)."""
+        self.close()
+        listener = self._ports.listen(self._local_host)
+        self._listener = listener
+        self._accepting = asyncio.get_running_loop().create_task(self._accept(listener))
+        port: int = listener.getsockname()[1]
+        return port
+
+    async def take_passive(self) -> PendingData:
+        """The passive data connection, waiting for it if the client has not connected yet."""
+        task = self._accepting
+        if task is None:
+            raise DataConnectionError("no passive listener")
+        try:
+            return await asyncio.shield(task)
+        finally:
+            self._accepting = None
+
+    async def _accept(self, listener: socket.socket) -> PendingData:
+        """Wait for the client's data connection; foreign addresses are dropped (RFC 2577 §4, PROJ)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise DataConnectionError("timed out waiting for the data connection")
+                try:
+                    conn, address = await asyncio.wait_for(loop.sock_accept(listener), remaining)
+                except TimeoutError:
+                    raise DataConnectionError("timed out waiting for the data connection") from None
+                if self._allow_foreign or same_host(address[0], self._peer_host):
+                    return self._on_accepted(conn)
+                log.warning(
+                    "refused a data connection from %s (control peer is %s)", address[0], self._peer_host
+                )
+                conn.close()
+        finally:
+            if self._listener is listener:
+                self._listener = None
+            listener.close()
+
+    async def connect(self, host: str, port: int, timeout: float) -> socket.socket:
+        """Active mode: connect from the control connection's local address to the client."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        local = self._local_host if (":" in self._local_host) == (family == socket.AF_INET6) else None
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if local and not local.startswith("::ffff:"):
+                sock.bind((local, 0))
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        except (OSError, TimeoutError) as error:
+            sock.close()
+            raise DataConnectionError(
+                f"cannot connect to {host} port {port}: {error or 'timed out'}"
+            ) from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        """Drop the passive listener and any connection accepted but not used yet."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        task, self._accepting = self._accepting, None
+        if task is None:
+            return
+        if task.done():
+            if not task.cancelled() and task.exception() is None:
+                task.result().close()
+        else:
+            task.cancel()

@@ -1,0 +1,95 @@
+"""Runs the core's storage and authentication operations against the backends (blocking, in threads)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+
+from pyftps.auth.base import Authenticator, Principal
+from pyftps.proto import actions as a
+from pyftps.proto.ascii import AsciiEncoder
+from pyftps.proto.codes import ReplyCode
+from pyftps.server.errors import reply_for
+from pyftps.storage.base import FileInfo, Storage, SupportsChmod, SupportsSetMtime
+
+log = logging.getLogger("pyftps.server")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """What :func:`authenticate` hands back: the principal for the I/O layer, the value for the core."""
+
+    principal: Principal | None
+    result: a.OpResult
+
+
+def authenticate(authenticator: Authenticator, op: a.Authenticate, session_id: str) -> LoginResult:
+    try:
+        principal = authenticator.authenticate(op.username, op.password)
+    except Exception as error:  # a broken user store must not look like a wrong password
+        log.error("session %s: authentication backend failed", session_id, exc_info=error)
+        return LoginResult(None, a.OpFailed(ReplyCode.SERVICE_NOT_AVAILABLE, "Login service unavailable."))
+    if principal is None:
+        return LoginResult(None, a.OpFailed(ReplyCode.NOT_LOGGED_IN, "Login incorrect."))
+    return LoginResult(principal, a.OpOk(a.LoginAccepted(principal.name, principal.permissions)))
+
+
+def run_storage_op(storage: Storage, op: a.Op, session_id: str) -> a.OpResult:
+    """Run one non-transfer operation; every backend error becomes a reply from the one table."""
+    try:
+        value = _dispatch(storage, op)
+    except Exception as error:
+        return reply_for(error, session_id=session_id)
+    return value if isinstance(value, a.OpFailed) else a.OpOk(value)
+
+
+def _dispatch(storage: Storage, op: a.Op) -> object:
+    match op:
+        case a.StatPath(path):
+            return storage.stat(path)
+        case a.ListNames(path, limit):
+            info = storage.stat(path)
+            entries: list[FileInfo] = (
+                list(itertools.islice(storage.list_dir(path), limit)) if info.is_dir else []
+            )
+            return info, entries
+        case a.MakeDir(path):
+            storage.make_dir(path)
+        case a.RemoveDir(path):
+            storage.remove_dir(path)
+        case a.DeleteFile(path):
+            storage.delete(path)
+        case a.RenamePath(source, target):
+            storage.rename(source, target)
+        case a.SetMtime(path, mtime):
+            if not isinstance(storage, SupportsSetMtime):
+                raise NotImplementedError
+            storage.set_mtime(path, mtime)
+        case a.Chmod(path, mode):
+            if not isinstance(storage, SupportsChmod):
+                raise NotImplementedError
+            storage.chmod(path, mode)
+        case a.AsciiSize(path, limit):
+            return _ascii_size(storage, path, limit)
+        case _:
+            raise TypeError(f"not a storage operation: {op!r}")
+    return None
+
+
+def _ascii_size(storage: Storage, path: str, limit: int) -> int | a.OpFailed:
+    info = storage.stat(path)
+    if info.is_dir:
+        return a.OpFailed(ReplyCode.FILE_UNAVAILABLE, "Not a regular file.")
+    if info.size > limit:
+        return a.OpFailed(
+            ReplyCode.FILE_UNAVAILABLE, "SIZE in ASCII mode is not available for large files: use TYPE I."
+        )
+    stream = storage.open_read(path)
+    try:
+        encoder, total, buffer = AsciiEncoder(), 0, bytearray(256 * 1024)
+        while n := stream.readinto(buffer):
+            total += len(encoder.encode(bytes(buffer[:n])))
+        return total
+    finally:
+        stream.close()

@@ -1,0 +1,169 @@
+"""Orchestrates one transfer: open the file, get the data connection, 150, run the worker, report.
+
+RFC 959 §5.4 and RFC 4217 §12.5-12.7 sequencing: errors found before the data connection exists
+(no such file, MLSD on a file) are answered without a 150; the 150 goes out once the TCP data
+connection exists; the TLS handshake, the copy and the close happen in a worker thread; the final
+reply comes after the data connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pyftps.proto.actions import Transfer, TransferKind, TransferOutcome
+from pyftps.proto.codes import ReplyCode
+from pyftps.proto.listing import list_line, mlsd_line
+from pyftps.server.data import DataConnectionError, PendingData
+from pyftps.server.errors import reply_for
+from pyftps.server.worker import DataWorker, TLSSettings
+from pyftps.storage.base import FileInfo, ReadStream, Storage, WriteStream
+
+if TYPE_CHECKING:
+    from pyftps.server.control import ControlConnection
+
+LISTING_BATCH = 64 * 1024
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code, self.text = code, text
+
+
+class TransferRunner:
+    def __init__(self, connection: ControlConnection, transfer: Transfer) -> None:
+        self.connection = connection
+        self.transfer = transfer
+        self._worker: DataWorker | None = None
+        self._task: asyncio.Task[TransferOutcome] | None = None
+        self._aborted = False
+
+    def abort(self) -> None:
+        self._aborted = True
+        if self._worker is not None:
+            self._worker.abort()
+        elif self._task is not None:
+            self._task.cancel()
+
+    async def run(self) -> TransferOutcome:
+        self._task = asyncio.ensure_future(self._run())
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            if not self._aborted:
+                raise
+            return TransferOutcome(self.transfer.progress.bytes_done, aborted=True)
+
+    async def _run(self) -> TransferOutcome:
+        conn = self.connection
+        server = conn.server
+        loop = asyncio.get_running_loop()
+        storage = conn.storage
+        if storage is None:
+            return TransferOutcome(0, ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
+        transfer = self.transfer
+        try:
+            endpoint = await loop.run_in_executor(server.op_executor, _prepare, storage, transfer, conn.id)
+        except _Refused as refused:
+            conn.data.close() if conn.data else None
+            return TransferOutcome(0, refused.code, refused.text)
+        source, sink = endpoint
+        try:
+            pending = await self._connect()
+        except BaseException as error:
+            _discard(sink, source)
+            if isinstance(error, DataConnectionError):
+                return TransferOutcome(0, ReplyCode.CANT_OPEN_DATA, f"Cannot open data connection: {error}.")
+            raise
+        conn.data_connected()  # 150
+        config = server.config
+        tls = None
+        if transfer.protect and server.ssl_context is not None:
+            tls = TLSSettings(
+                server.ssl_context, conn.tls_control_session_id, config.data_reuse, config.handshake_timeout
+            )
+        self._worker = DataWorker(
+            pending.sock,
+            transfer,
+            handshake=pending.handshake,
+            source=source,
+            sink=sink,
+            tls=tls,
+            buffer_size=config.buffer_size,
+            idle_timeout=config.data_idle_timeout,
+            session_id=conn.id,
+        )
+        if self._aborted:
+            self._worker.abort()
+        return await loop.run_in_executor(server.transfer_executor, self._worker.run)
+
+    async def _connect(self) -> PendingData:
+        conn, transfer = self.connection, self.transfer
+        assert conn.data is not None
+        if transfer.active is not None:
+            timeout = conn.server.config.data_connect_timeout
+            sock = await conn.data.connect(transfer.active.host, transfer.active.port, timeout)
+            sock.setblocking(True)
+            return PendingData(sock)
+        return await conn.data.take_passive()
+
+
+Endpoint = tuple[ReadStream | Iterator[bytes] | None, WriteStream | None]
+
+
+def _prepare(storage: Storage, transfer: Transfer, session_id: str) -> Endpoint:
+    """Open what the transfer reads or writes; refusals here come before any 150."""
+    try:
+        kind = transfer.kind
+        if kind is TransferKind.RETR:
+            return storage.open_read(transfer.path, 0 if transfer.ascii else transfer.offset), None
+        if kind is TransferKind.APPE:
+            return None, storage.open_write(transfer.path, append=True)
+        if kind.upload:
+            return None, storage.open_write(transfer.path, offset=transfer.offset)
+        info = storage.stat(transfer.path)
+        if kind is TransferKind.MLSD and not info.is_dir:
+            raise _Refused(ReplyCode.SYNTAX_ERROR_ARGS, "MLSD needs a directory; use MLST for a file.")
+        entries = storage.list_dir(transfer.path) if info.is_dir else iter([info])
+        return _listing(transfer, entries), None
+    except _Refused:
+        raise
+    except Exception as error:
+        failed = reply_for(error, session_id=session_id)
+        raise _Refused(failed.code, failed.text) from None
+
+
+def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]:
+    """Listing lines in batches; generated lazily in the worker so huge directories stream."""
+    now = time.time()
+    batch: list[str] = []
+    size = 0
+    for info in entries:
+        if transfer.kind is TransferKind.NLST:
+            line = info.name
+        elif transfer.kind is TransferKind.MLSD:
+            perm = transfer.perm_for_dir if info.is_dir else transfer.perm_for_file
+            line = mlsd_line(info, transfer.facts, perm=perm)
+        else:
+            line = list_line(info, now=now)
+        batch.append(line)
+        size += len(line) + 2
+        if size >= LISTING_BATCH:
+            yield ("\r\n".join(batch) + "\r\n").encode("utf-8", "surrogateescape")
+            batch, size = [], 0
+    if batch:
+        yield ("\r\n".join(batch) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def _discard(sink: WriteStream | None, source: object) -> None:
+    if sink is not None:
+        with contextlib.suppress(Exception):
+            sink.abort()
+    close = getattr(source, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
