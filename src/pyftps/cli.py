@@ -77,6 +77,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--ccc", choices=[c.value for c in CCCPolicy], default="after-login", help="when CCC is allowed"
     )
     p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds without a command before 421")
+    p.add_argument(
+        "--handshake-timeout", type=float, default=30.0, help="seconds allowed for a TLS handshake"
+    )
+    p.add_argument(
+        "--allow-foreign-data",
+        action="store_true",
+        help="allow data connections to/from another address than the client's (FXP; RFC 2577 risks)",
+    )
     p.add_argument("--login-delay", type=float, default=3.0, help="seconds before answering a failed login")
     p.add_argument("--no-fsync", action="store_true", help="do not fsync uploads before the 226 reply")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -117,6 +125,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         idle_timeout=args.idle_timeout,
         login_failure_delay=args.login_delay,
         passive_address=args.masquerade_address,
+        allow_foreign_data_address=args.allow_foreign_data,
     )
     return ServerConfig(
         host=args.host,
@@ -131,6 +140,7 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         data_reuse=ReusePolicy(args.data_reuse),
         session=policy,
         fsync=not args.no_fsync,
+        handshake_timeout=args.handshake_timeout,
     )
 
 

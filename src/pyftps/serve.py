@@ -36,7 +36,12 @@ def pick_port(host: str, wanted: int | None, preferred: int, fallback: int) -> i
     """``None`` from the command line means "default": the standard port when we may bind it."""
     if wanted is not None:
         return wanted or None  # 0 disables the listener
-    return preferred if port_is_bindable(host, preferred) else fallback
+    if port_is_bindable(host, preferred):
+        return preferred
+    log.warning(
+        "port %d is not available to this process (privileges or in use): using %d", preferred, fallback
+    )
+    return fallback
 
 
 def build_authenticator(config: ServerConfig) -> Authenticator:
@@ -89,8 +94,12 @@ async def _serve(server: Server, cert_file: Path, fingerprint: str) -> int:
     config = server.config
     if server.explicit_address:
         log.info("explicit FTPS (AUTH TLS) on %s port %s", *server.explicit_address)
+    else:
+        log.info("explicit FTPS listener disabled")
     if server.implicit_address:
-        log.info("implicit FTPS on %s port %s", *server.implicit_address)
+        log.info("implicit FTPS (TLS from the first byte) on %s port %s", *server.implicit_address)
+    else:
+        log.info("implicit FTPS listener disabled")
     log.info(
         "serving %s; state in %s; certificate %s (SHA-256 %s)",
         config.root,

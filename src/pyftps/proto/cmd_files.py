@@ -27,7 +27,7 @@ from pyftps.proto.actions import (
 from pyftps.proto.cmd_transfer import dir_perm, file_perm
 from pyftps.proto.codes import ReplyCode
 from pyftps.proto.grammar import TransferType, format_time_val, parse_chmod_mode, parse_mfmt_arg
-from pyftps.proto.listing import StatLike, mlst_line
+from pyftps.proto.listing import StatLike, listable, mlst_line
 from pyftps.proto.permissions import Permission
 
 if TYPE_CHECKING:
@@ -150,6 +150,8 @@ def mlst(s: ServerSession, cmd: Command) -> list[Action]:
 
     def described(value: object) -> list[Action]:
         info = _stat(value)
+        if not listable(target):
+            return s.reply(ReplyCode.FILE_UNAVAILABLE, "This name cannot be shown in an MLST reply.")
         perm = dir_perm(s.state.permissions) if info.is_dir else file_perm(s.state.permissions)
         line = mlst_line(info, s.state.facts, perm=perm, path=target)
         return s.reply(ReplyCode.FILE_ACTION_OK, f"Listing {target}", line, "End")

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, cast
 
 from pyftps.proto.actions import Action, ListNames, OpOk, OpResult
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.listing import StatLike, feat_mlst_line, format_opts_mlst_reply, list_line, parse_opts_mlst
+from pyftps.proto.listing import (
+    StatLike,
+    feat_mlst_line,
+    listable,
+    format_opts_mlst_reply,
+    list_line,
+    parse_opts_mlst,
+)
 from pyftps.proto.policy import CCCPolicy
 
 if TYPE_CHECKING:
@@ -138,7 +145,8 @@ def _stat_path(s: ServerSession, arg: str) -> list[Action]:
         if not isinstance(result, OpOk):
             return s.reply(result.code, result.text)
         info, entries = cast("tuple[StatLike, list[StatLike]]", result.value)
-        lines = [list_line(e, now=s.now) for e in (entries if info.is_dir else [info])]
+        shown = entries if info.is_dir else [info]
+        lines = [list_line(e, now=s.now) for e in shown if listable(e.name)]
         code = ReplyCode.DIRECTORY_STATUS if info.is_dir else ReplyCode.FILE_STATUS
         return s.reply(code, f"Status of {target}:", *lines, "End of status.")
 

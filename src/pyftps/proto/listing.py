@@ -142,9 +142,14 @@ def _sanitise_unique(value: str) -> str:
     )
 
 
+def listable(name: str) -> bool:
+    """Whether a name can appear in a listing line (servers skip the others, RFC 3659 §2.2)."""
+    return bool(name) and not any(ch in name for ch in "\r\n\0")
+
+
 def _check_listable_name(name: str, what: str = "name") -> None:
     # 3659 §2.2: names containing CRLF cannot be listed; lone CR/LF or NUL would break line framing.
-    if not name or any(ch in name for ch in "\r\n\0"):
+    if not listable(name):
         raise LocalProtocolError(f"{what} cannot appear in a listing: {name!r}")
 
 
@@ -371,8 +376,9 @@ def parse_list_line(line: str, *, now: float) -> RemoteEntry | None:
 
     ``total N`` lines and anything unrecognised give None; ``.`` and ``..`` are returned like any
     name.  Facts carry ``type`` (``file``, ``dir``, ``OS.unix=slink:<target>``) and, for Unix lines,
-    ``unix.mode``/``unix.owner``/``unix.group``.  ``now`` picks the year of ``Mon DD HH:MM`` dates.
-    A symlink's ``is_dir`` is None: the line does not say what it points to.
+    ``unix.mode``/``unix.owner``/``unix.group``.  ``now`` picks the year of ``Mon DD HH:MM`` dates;
+    an impossible date on a Unix line only leaves ``mtime`` None.  A symlink's ``is_dir`` is None:
+    the line does not say what it points to.
     """
     text = line.removesuffix("\n").removesuffix("\r")
     unix = _UNIX_LINE.fullmatch(text)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyftps.proto.actions import Transfer, TransferKind, TransferOutcome
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.listing import list_line, mlsd_line
+from pyftps.proto.listing import list_line, listable, mlsd_line
 from pyftps.server.data import DataConnectionError, PendingData
 from pyftps.server.errors import reply_for
 from pyftps.server.worker import DataWorker, TLSSettings
@@ -143,6 +143,8 @@ def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]
     batch: list[str] = []
     size = 0
     for info in entries:
+        if not listable(info.name):
+            continue  # a name with CR or LF would forge listing lines (RFC 3659 §2.2)
         if transfer.kind is TransferKind.NLST:
             line = info.name
         elif transfer.kind is TransferKind.MLSD:
