@@ -13,9 +13,9 @@ from pyftps.proto.codes import ReplyCode
 from pyftps.proto.listing import (
     StatLike,
     feat_mlst_line,
-    listable,
     format_opts_mlst_reply,
     list_line,
+    listable,
     parse_opts_mlst,
 )
 from pyftps.proto.policy import CCCPolicy
