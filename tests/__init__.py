@@ -1,0 +1,1 @@
+"""pyftps test suite (a package so that ``tests.support`` helpers import from every test directory)."""

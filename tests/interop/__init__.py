@@ -1,0 +1,1 @@
+"""Interop tests: real third-party FTP clients and servers against pyftps."""

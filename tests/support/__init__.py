@@ -1,0 +1,1 @@
+"""Helpers shared by test layers: free ports, throw-away TLS certificates, supervised subprocesses."""
