@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pyftps.config import ReusePolicy, ServerConfig, UserSpec
 from pyftps.proto.policy import CCCPolicy, SessionPolicy
+from pyftps.server.guard import BanPolicy, ConnectionLimits
 
 DEFAULT_EXPLICIT, DEFAULT_IMPLICIT = 21, 990
 FALLBACK_EXPLICIT, FALLBACK_IMPLICIT = 2121, 9990
@@ -87,6 +88,16 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("--login-delay", type=float, default=3.0, help="seconds before answering a failed login")
     p.add_argument("--no-fsync", action="store_true", help="do not fsync uploads before the 226 reply")
+    p.add_argument("--max-connections", type=int, default=1000, help="control connections in all")
+    p.add_argument("--max-per-ip", type=int, default=20, help="control connections from one address")
+    p.add_argument("--max-per-user", type=int, default=10, help="logged-in sessions of one user")
+    p.add_argument(
+        "--ban-after", type=int, default=5, help="failed logins within 10 minutes that ban an address"
+    )
+    p.add_argument("--ban-time", type=float, default=900.0, help="first ban in seconds; doubles on repeat")
+    p.add_argument(
+        "--ban-allow", action="append", default=[], metavar="CIDR", help="never ban these (repeatable)"
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -141,6 +152,8 @@ def serve_config(args: argparse.Namespace) -> ServerConfig:
         session=policy,
         fsync=not args.no_fsync,
         handshake_timeout=args.handshake_timeout,
+        limits=ConnectionLimits(args.max_connections, args.max_per_ip, args.max_per_user),
+        bans=BanPolicy(max_failures=args.ban_after, ban_time=args.ban_time, allow_list=tuple(args.ban_allow)),
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyftps.proto.policy import SessionPolicy
+from pyftps.server.guard import BanPolicy, ConnectionLimits
 
 
 class ReusePolicy(enum.Enum):
@@ -43,6 +44,7 @@ class ServerConfig:
     data_idle_timeout: float = 120.0  # no byte moving on a data connection for this long → 426
     tls_close_timeout: float = 5.0  # waiting for the peer's close_notify after CCC/REIN
     fsync: bool = True  # fsync an upload before its 226 (issue: no acknowledged file lost)
-    max_connections: int = 1000
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # global, per IP, per user
+    bans: BanPolicy = field(default_factory=BanPolicy)  # failed logins per address (RFC 2577 §5)
     max_transfer_threads: int = 256
     buffer_size: int = 256 * 1024  # data copy chunk: 64-256 KiB measured best (TLS-IO.md)

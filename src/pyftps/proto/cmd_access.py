@@ -53,6 +53,8 @@ def password(s: ServerSession, cmd: Command) -> list[Action]:
 def _login_result(s: ServerSession, result: OpResult) -> list[Action]:
     if isinstance(result, OpFailed) and result.code != ReplyCode.NOT_LOGGED_IN:
         s.state.login, s.state.pending_user = LoginState.NONE, None
+        if result.code == ReplyCode.SERVICE_NOT_AVAILABLE:  # banned, or the user store is down
+            return s.close_with(result.code, result.text)
         return s.reply(result.code, result.text)  # backend trouble, not a wrong password
     if isinstance(result, OpFailed) or not isinstance(result.value, LoginAccepted):
         s.state.login, s.state.pending_user = LoginState.NONE, None
@@ -61,7 +63,8 @@ def _login_result(s: ServerSession, result: OpResult) -> list[Action]:
         if s.login_failures >= s.policy.max_login_failures:
             # RFC 2577 §5: the 421 must precede the close.
             return delay + s.close_with(ReplyCode.SERVICE_NOT_AVAILABLE, "Too many failed logins; closing.")
-        return delay + s.reply(ReplyCode.NOT_LOGGED_IN, "Login incorrect.")
+        text = result.text if isinstance(result, OpFailed) else "Login incorrect."
+        return delay + s.reply(ReplyCode.NOT_LOGGED_IN, text)
     accepted = result.value
     s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
     s.state.user, s.state.permissions = accepted.name, accepted.permissions

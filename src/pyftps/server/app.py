@@ -14,6 +14,7 @@ from pyftps.config import ServerConfig
 from pyftps.server.context import ServerContext, StorageFactory
 from pyftps.server.control import ControlConnection
 from pyftps.server.data import PassivePorts
+from pyftps.server.guard import ConnectionCounter, LoginGuard
 from pyftps.storage.local import LocalStorage
 
 log = logging.getLogger("pyftps.server")
@@ -48,6 +49,8 @@ class Server:
             transfer_executor=ThreadPoolExecutor(
                 max_workers=config.max_transfer_threads, thread_name_prefix="pyftps-data"
             ),
+            guard=LoginGuard(config.bans),
+            counter=ConnectionCounter(config.limits),
         )
         self._servers: list[asyncio.AbstractServer] = []
         self.explicit_address: tuple[str, int] | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pyftps.auth.base import Authenticator, Principal
 from pyftps.config import ServerConfig
 from pyftps.server.data import PassivePorts
+from pyftps.server.guard import ConnectionCounter, LoginGuard
 from pyftps.storage.base import Storage
 
 StorageFactory = Callable[[Principal], Storage]
@@ -25,6 +26,8 @@ class ServerContext:
     passive_ports: PassivePorts
     op_executor: ThreadPoolExecutor
     transfer_executor: ThreadPoolExecutor
+    guard: LoginGuard
+    counter: ConnectionCounter
     connections: set[object] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 

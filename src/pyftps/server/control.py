@@ -25,6 +25,7 @@ from pyftps.proto.security import TLSState
 from pyftps.proto.session import ServerSession
 from pyftps.server.context import ServerContext
 from pyftps.server.data import DataChannel, PendingData
+from pyftps.server.guard import BANNED
 from pyftps.server.ops import authenticate, run_storage_op
 from pyftps.server.transfers import TransferRunner
 from pyftps.storage.base import Storage
@@ -56,6 +57,8 @@ class ControlConnection(asyncio.Protocol):
         self._sleep: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._transfer: TransferRunner | None = None
+        self._counted_ip: str | None = None  # holds a slot in the per-IP connection count
+        self._counted_user: str | None = None  # holds a slot in the per-user session count
         self.closed = False
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -67,11 +70,18 @@ class ControlConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.peer, self.local = peer, local
         config = self.server.config
-        if len(self.server.connections) >= config.max_connections:
-            transport.write(b"421 Too many connections; try again later.\r\n" if not self.implicit else b"")
+        ip = str(peer[0])
+        refusal = (
+            BANNED if self.server.guard.is_banned(ip, self.loop.time()) else self.server.counter.try_open(ip)
+        )
+        if refusal is not None:
+            if not self.implicit:  # an implicit client expects TLS first: it just sees the close
+                transport.write(refusal.line())
             transport.close()
             self.closed = True
+            log.info("session %s: refused %s: %s", self.id, ip, refusal.text)
             return
+        self._counted_ip = ip
         self.server.connections.add(self)
         policy = config.session
         self.session = ServerSession(
@@ -248,6 +258,7 @@ class ControlConnection(asyncio.Protocol):
                     self.data.close()
             case a.EndLogin():
                 self.principal, self.storage = None, None
+                self._release_user()
             case a.Close():
                 self._close_gracefully()
 
@@ -301,16 +312,7 @@ class ControlConnection(asyncio.Protocol):
             return
         result: a.OpResult
         if isinstance(op, a.Authenticate):
-            login = await self.loop.run_in_executor(
-                self.server.op_executor, authenticate, self.server.authenticator, op, self.id
-            )
-            if login.principal is not None:
-                self.principal = login.principal
-                self.storage = self.server.storage_for(login.principal)
-                log.info("session %s: user %s logged in", self.id, login.principal.name)
-            else:
-                log.info("session %s: failed login", self.id)
-            result = login.result
+            result = await self._login(op)
         elif isinstance(op, a.OpenPassive):
             result = self._open_passive()
         elif self.storage is None:
@@ -321,6 +323,39 @@ class ControlConnection(asyncio.Protocol):
             )
         if not self.closed:
             self._call(self.session.op_done, result)
+
+    async def _login(self, op: a.Authenticate) -> a.OpResult:
+        """Authenticate with the address ban list and the per-user session limit in front (RFC 2577 §5)."""
+        server, ip = self.server, str(self.peer[0])
+        if server.guard.is_banned(ip, self.loop.time()):
+            return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
+        login = await self.loop.run_in_executor(
+            server.op_executor, authenticate, server.authenticator, op, self.id
+        )
+        if login.principal is None:
+            if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:
+                ban = server.guard.record_failure(ip, self.loop.time())
+                log.info("session %s: failed login from %s", self.id, ip)
+                if ban is not None:
+                    log.warning("session %s: banning %s for %.0f s after repeated failures", self.id, ip, ban)
+                    return a.OpFailed(BANNED.code, BANNED.text)
+            return login.result
+        name = login.principal.name
+        refusal = server.counter.try_login(name)
+        if refusal is not None:
+            return a.OpFailed(refusal.code, refusal.text)
+        server.guard.record_success(ip, self.loop.time())
+        self._release_user()
+        self._counted_user = name
+        self.principal = login.principal
+        self.storage = server.storage_for(login.principal)
+        log.info("session %s: user %s logged in from %s", self.id, name, ip)
+        return login.result
+
+    def _release_user(self) -> None:
+        user, self._counted_user = self._counted_user, None
+        if user is not None:
+            self.server.counter.logout(user)
 
     def _open_passive(self) -> a.OpResult:
         assert self.data is not None
@@ -409,6 +444,10 @@ class ControlConnection(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self.server.connections.discard(self)
+        self._release_user()
+        ip, self._counted_ip = self._counted_ip, None
+        if ip is not None:
+            self.server.counter.close(ip)
         if self._transfer is not None:
             self._transfer.abort()  # losing the control connection acts as ABOR (RFC 959 §4.1.1)
         if self.data is not None:
