@@ -382,7 +382,7 @@ def test_type_accepted(arg: str, expected: TransferType) -> None:
         ("L 36", 504),
         (None, 501),
         ("", 501),
-        ("X", 501),
+        ("X", 504),  # unknown type code: CONFORMANCE check 70
         ("A X", 501),
         ("I N", 501),
         ("L", 501),

@@ -119,7 +119,8 @@ class CommandReader:
     def _append(self, byte: int) -> None:
         if self._overlong:
             return
-        if len(self._line) >= self.max_line:
+        # The limit counts the command, not its line end: a CR right after max_line octets is fine.
+        if len(self._line) >= self.max_line + (byte == 0x0D):
             self._overlong = True  # keep discarding until the next LF, then report it once
             self._line.clear()
             return

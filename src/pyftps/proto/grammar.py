@@ -299,6 +299,9 @@ def parse_type_arg(arg: str | None) -> TransferType:
         if param.lstrip("0") == "8":  # L 8 is the same as I on 8-bit hosts (1123 §4.1.2.13)
             return TransferType.IMAGE
         raise RemoteProtocolError(504, "Only TYPE A N, I and L 8 are implemented")
+    if len(code) == 1 and code.isascii() and code.isalpha() and code != "L" and param is None:
+        # A type code we do not know (CONFORMANCE check 70); "L" alone lacks its byte size (501).
+        raise RemoteProtocolError(504, "Only TYPE A N, I and L 8 are implemented")
     raise RemoteProtocolError(501, "TYPE syntax: A [N|T|C] | E [N|T|C] | I | L <byte-size>")
 
 

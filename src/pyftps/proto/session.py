@@ -129,7 +129,7 @@ class ServerSession:
         """Decrypted control-connection bytes from the client."""
         if self.closed:
             return []
-        self._last_activity = self.now = now
+        self.now = now  # activity is counted per complete command: partial lines keep nothing alive
         self._reader.feed(data)
         return self._pump()
 
@@ -242,6 +242,7 @@ class ServerSession:
         actions: list[Action] = [*self.reset_login(), DropDataChannel()]
         self.state = SessionState(transition(before, Trigger.REIN))
         actions += self.reply(ReplyCode.SERVICE_READY, "Service ready for new user.")
+        self._queue.clear()  # commands pipelined behind REIN belonged to the old state
         if before.protected:
             self._reader.take_unparsed()  # nothing may follow REIN inside the closing TLS session
             actions.append(StopTLS())
@@ -253,6 +254,7 @@ class ServerSession:
         """CCC accepted: 200 under TLS, then TLS shutdown; PBSZ/PROT frozen (4217 §5)."""
         self.state.tls = transition(self.state.tls, Trigger.CCC_ACCEPTED)
         self._reader.take_unparsed()
+        self._queue.clear()
         return [*self.reply(ReplyCode.OK, "Control connection cleared; continuing in plaintext."), StopTLS()]
 
     # ------------------------------------------------------------------ dispatch
@@ -268,6 +270,9 @@ class ServerSession:
         actions: list[Action] = []
         while not self.closed and self.state.tls.accepts_commands:
             if self.busy:
+                if self.transfer is not None and (urgent := self._take_queued_urgent()) is not None:
+                    actions += self._dispatch(urgent)
+                    continue
                 event = self._reader.next_event()
                 if event is None:
                     break
@@ -292,16 +297,29 @@ class ServerSession:
                 break  # the channel changes under our feet: the I/O layer resumes us afterwards
         return actions
 
+    def _take_queued_urgent(self) -> Command | None:
+        """ABOR or STAT that queued up behind the command that started the transfer (959 §4.1.3)."""
+        for event in self._queue:
+            if isinstance(event, Command) and event.verb in ("ABOR", "STAT"):
+                self._queue.remove(event)
+                return event
+        return None
+
     def _handle(self, event: LineEvent) -> list[Action]:
+        self._last_activity = self.now
         if isinstance(event, TelnetRefusal):
             return [SendRaw(event.data)]
         if isinstance(event, BadLine):
+            self.state.rename_from = None
             return self.reply(event.code, event.text)
         return self._dispatch(event)
 
     def _dispatch(self, command: Command) -> list[Action]:
         from pyftps.proto.specs import COMMANDS, ArgRule
 
+        if command.verb != "RNTO":
+            # RNTO must immediately follow RNFR (RFC 959 §4.1.3), even a refused command breaks the pair.
+            self.state.rename_from = None
         spec = COMMANDS.get(command.verb)
         if spec is None:
             return self.reply(ReplyCode.SYNTAX_ERROR, f"Command {command.verb[:8]} not understood.")
@@ -318,8 +336,6 @@ class ServerSession:
             return self.reply(ReplyCode.SYNTAX_ERROR_ARGS, f"{command.verb} takes no argument.")
         if spec.perm is not None and spec.perm not in self.state.permissions:
             return self.reply(ReplyCode.FILE_UNAVAILABLE, "Permission denied.")
-        if command.verb not in ("RNFR", "RNTO"):
-            self.state.rename_from = None  # RNTO must immediately follow RNFR (RFC 959 §4.1.3)
         try:
             return spec.handler(self, command)
         except RemoteProtocolError as error:
