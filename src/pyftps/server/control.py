@@ -248,6 +248,10 @@ class ControlConnection(asyncio.Protocol):
             case a.Sleep(seconds):
                 self._paused = True
                 self._sleep = self.loop.call_later(seconds, self._wake)
+            case a.RunOp(a.Transfer() as transfer):
+                # Created now, not in the task: an ABOR in the same batch must find it (959 §4.1.3).
+                self._transfer = TransferRunner(self, transfer)
+                self._spawn(self._run_transfer(self._transfer))
             case a.RunOp(op):
                 self._spawn(self._run_op(op))
             case a.AbortTransfer():
@@ -307,9 +311,6 @@ class ControlConnection(asyncio.Protocol):
 
     async def _run_op(self, op: a.Op) -> None:
         assert self.session is not None
-        if isinstance(op, a.Transfer):
-            await self._run_transfer(op)
-            return
         result: a.OpResult
         if isinstance(op, a.Authenticate):
             result = await self._login(op)
@@ -321,6 +322,11 @@ class ControlConnection(asyncio.Protocol):
             result = await self.loop.run_in_executor(
                 self.server.op_executor, run_storage_op, self.storage, op, self.id
             )
+            if isinstance(op, a.DeleteFile) and isinstance(result, a.OpOk) and self.principal is not None:
+                self.server.quotas.deleted(
+                    self.principal.name, result.value if isinstance(result.value, int) else 0
+                )
+                result = a.OpOk()
         if not self.closed:
             self._call(self.session.op_done, result)
 
@@ -349,6 +355,7 @@ class ControlConnection(asyncio.Protocol):
         self._counted_user = name
         self.principal = login.principal
         self.storage = server.storage_for(login.principal)
+        server.on_login(login.principal)
         log.info("session %s: user %s logged in from %s", self.id, name, ip)
         return login.result
 
@@ -368,10 +375,8 @@ class ControlConnection(asyncio.Protocol):
             log.warning("session %s: cannot open a passive port: %s", self.id, error)
             return a.OpFailed(ReplyCode.CANT_OPEN_DATA, "Cannot open a passive data port.")
 
-    async def _run_transfer(self, transfer: a.Transfer) -> None:
-        assert self.session is not None and self.data is not None
-        runner = TransferRunner(self, transfer)
-        self._transfer = runner
+    async def _run_transfer(self, runner: TransferRunner) -> None:
+        assert self.session is not None
         try:
             outcome = await runner.run()
         finally:

@@ -60,6 +60,12 @@ def _normal(host: str) -> str:
     return str(address)
 
 
+def _settle(task: asyncio.Task[PendingData]) -> None:
+    """Retrieve a finished accept task's outcome so asyncio does not report it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
 class PassivePorts:
     """Binds listeners on random ports of a range (random, not sequential: RFC 2577 §8)."""
 
@@ -134,6 +140,9 @@ class DataChannel:
             raise DataConnectionError("no passive listener")
         try:
             return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()  # ABOR or a lost control connection: stop accepting now, not at the timeout
+            raise
         finally:
             self._accepting = None
 
@@ -185,13 +194,16 @@ class DataChannel:
     def close(self) -> None:
         """Drop the passive listener and any connection accepted but not used yet."""
         listener, self._listener = self._listener, None
+        task, self._accepting = self._accepting, None
+        if task is not None and not task.done():
+            # The task's own finally closes the listener once it has left sock_accept: closing it
+            # under a pending accept would hand the loop a dead descriptor.
+            task.add_done_callback(_settle)
+            task.cancel()
+            return
         if listener is not None:
             listener.close()
-        task, self._accepting = self._accepting, None
-        if task is None:
-            return
-        if task.done():
+        if task is not None:
+            _settle(task)
             if not task.cancelled() and task.exception() is None:
                 task.result().close()
-        else:
-            task.cancel()

@@ -19,8 +19,9 @@ from pyftps.proto.codes import ReplyCode
 from pyftps.proto.listing import list_line, listable, mlsd_line
 from pyftps.server.data import DataConnectionError, PendingData
 from pyftps.server.errors import reply_for
+from pyftps.server.quota import QuotaTracker, UploadReservation
 from pyftps.server.worker import DataWorker, TLSSettings
-from pyftps.storage.base import FileInfo, ReadStream, Storage, WriteStream
+from pyftps.storage.base import FileInfo, NotFound, ReadStream, Storage, WriteStream
 
 if TYPE_CHECKING:
     from pyftps.server.control import ControlConnection
@@ -50,6 +51,10 @@ class TransferRunner:
             self._task.cancel()
 
     async def run(self) -> TransferOutcome:
+        if self._aborted:  # ABOR arrived before the transfer even started
+            if self.connection.data is not None:
+                self.connection.data.close()
+            return TransferOutcome(0, aborted=True)
         self._task = asyncio.ensure_future(self._run())
         try:
             return await self._task
@@ -66,12 +71,32 @@ class TransferRunner:
         if storage is None:
             return TransferOutcome(0, ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
         transfer = self.transfer
+        user = conn.principal.name if conn.principal else ""
+        quota = server.quotas if transfer.kind.upload and server.quotas.tracks(user) else None
         try:
-            endpoint = await loop.run_in_executor(server.op_executor, _prepare, storage, transfer, conn.id)
+            source, sink, reservation = await loop.run_in_executor(
+                server.op_executor, _prepare, storage, transfer, conn.id, quota, user
+            )
         except _Refused as refused:
-            conn.data.close() if conn.data else None
+            if conn.data is not None:
+                conn.data.close()
             return TransferOutcome(0, refused.code, refused.text)
-        source, sink = endpoint
+        try:
+            return await self._transfer(source, sink, reservation, user)
+        finally:
+            if reservation is not None:
+                reservation.abort()  # a no-op once the worker committed it
+
+    async def _transfer(
+        self,
+        source: ReadStream | Iterator[bytes] | None,
+        sink: WriteStream | None,
+        reservation: UploadReservation | None,
+        user: str,
+    ) -> TransferOutcome:
+        conn, transfer = self.connection, self.transfer
+        server = conn.server
+        loop = asyncio.get_running_loop()
         try:
             pending = await self._connect()
         except BaseException as error:
@@ -86,20 +111,24 @@ class TransferRunner:
             tls = TLSSettings(
                 server.ssl_context, conn.tls_control_session_id, config.data_reuse, config.handshake_timeout
             )
-        self._worker = DataWorker(
-            pending.sock,
-            transfer,
-            handshake=pending.handshake,
-            source=source,
-            sink=sink,
-            tls=tls,
-            buffer_size=config.buffer_size,
-            idle_timeout=config.data_idle_timeout,
-            session_id=conn.id,
-        )
-        if self._aborted:
-            self._worker.abort()
-        return await loop.run_in_executor(server.transfer_executor, self._worker.run)
+        bandwidth = server.upload_bandwidth if transfer.kind.upload else server.download_bandwidth
+        with bandwidth.acquire(user) as bucket:
+            self._worker = DataWorker(
+                pending.sock,
+                transfer,
+                handshake=pending.handshake,
+                source=source,
+                sink=sink,
+                tls=tls,
+                buffer_size=config.buffer_size,
+                idle_timeout=config.data_idle_timeout,
+                session_id=conn.id,
+                bucket=None if bucket.unlimited else bucket,
+                quota=reservation,
+            )
+            if self._aborted:
+                self._worker.abort()
+            return await loop.run_in_executor(server.transfer_executor, self._worker.run)
 
     async def _connect(self) -> PendingData:
         conn, transfer = self.connection, self.transfer
@@ -112,29 +141,54 @@ class TransferRunner:
         return await conn.data.take_passive()
 
 
-Endpoint = tuple[ReadStream | Iterator[bytes] | None, WriteStream | None]
+Endpoint = tuple[ReadStream | Iterator[bytes] | None, WriteStream | None, UploadReservation | None]
 
 
-def _prepare(storage: Storage, transfer: Transfer, session_id: str) -> Endpoint:
+def _prepare(
+    storage: Storage, transfer: Transfer, session_id: str, quota: QuotaTracker | None, user: str
+) -> Endpoint:
     """Open what the transfer reads or writes; refusals here come before any 150."""
+    reservation: UploadReservation | None = None
     try:
         kind = transfer.kind
         if kind is TransferKind.RETR:
-            return storage.open_read(transfer.path, 0 if transfer.ascii else transfer.offset), None
-        if kind is TransferKind.APPE:
-            return None, storage.open_write(transfer.path, append=True)
+            return storage.open_read(transfer.path, 0 if transfer.ascii else transfer.offset), None, None
         if kind.upload:
-            return None, storage.open_write(transfer.path, offset=transfer.offset)
+            if quota is not None:
+                reservation = _reserve(storage, transfer, quota, user)
+            if kind is TransferKind.APPE:
+                return None, storage.open_write(transfer.path, append=True), reservation
+            return None, storage.open_write(transfer.path, offset=transfer.offset), reservation
         info = storage.stat(transfer.path)
         if kind is TransferKind.MLSD and not info.is_dir:
             raise _Refused(ReplyCode.SYNTAX_ERROR_ARGS, "MLSD needs a directory; use MLST for a file.")
         entries = storage.list_dir(transfer.path) if info.is_dir else iter([info])
-        return _listing(transfer, entries), None
-    except _Refused:
-        raise
+        return _listing(transfer, entries), None, None
     except Exception as error:
+        if reservation is not None:
+            reservation.release()
+        if isinstance(error, _Refused):
+            raise
         failed = reply_for(error, session_id=session_id)
         raise _Refused(failed.code, failed.text) from None
+
+
+def _reserve(storage: Storage, transfer: Transfer, quota: QuotaTracker, user: str) -> UploadReservation:
+    try:
+        old_size, exists = storage.stat(transfer.path).size, True
+    except NotFound:
+        old_size, exists = 0, False
+    append = transfer.kind is TransferKind.APPE
+    reservation = quota.begin_upload(
+        user,
+        old_size=old_size,
+        offset=old_size if append else transfer.offset,
+        creates=not exists,
+        in_place=append or transfer.offset > 0,
+    )
+    if reservation is None:
+        raise _Refused(ReplyCode.STORAGE_EXCEEDED, "File count quota exceeded.")
+    return reservation
 
 
 def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]:
