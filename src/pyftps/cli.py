@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from pyftps.auth.sqlite import SqliteUserStore
 from pyftps.config import ReusePolicy, ServerConfig, UserSpec
 from pyftps.proto.policy import CCCPolicy, SessionPolicy
 from pyftps.server.guard import BanPolicy, ConnectionLimits
@@ -110,6 +111,15 @@ def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add.add_argument("--home", type=Path, required=True, help="the user's root directory")
     add.add_argument("--perms", default="all", help="'all', 'ro' or a list such as list,read,write")
     users.add_parser("del", help="delete a user").add_argument("name")
+    change = users.add_parser("set", help="change a user's home, permissions, state or limits")
+    change.add_argument("name")
+    change.add_argument("--home", type=Path)
+    change.add_argument("--perms")
+    state = change.add_mutually_exclusive_group()
+    state.add_argument("--enable", action="store_true")
+    state.add_argument("--disable", action="store_true")
+    for limit in ("quota-bytes", "quota-files", "upload-rate", "download-rate", "max-sessions"):
+        change.add_argument(f"--{limit}", type=int, metavar="N", help="a number; -1 removes the limit")
     users.add_parser("list", help="list users")
     users.add_parser("passwd", help="set a user's password (prompt or stdin)").add_argument("name")
 
@@ -179,6 +189,8 @@ def run_user(args: argparse.Namespace) -> int:
                 store.add_user(args.name, password, str(args.home.resolve()), Permission.parse(args.perms))
             elif args.action == "del":
                 store.delete_user(args.name)
+            elif args.action == "set":
+                _set_user(store, args)
             elif args.action == "passwd":
                 store.set_password(args.name, _read_password(f"New password for {args.name}: "))
             else:
@@ -189,6 +201,30 @@ def run_user(args: argparse.Namespace) -> int:
             print(f"pyftps: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def _set_user(store: SqliteUserStore, args: argparse.Namespace) -> None:
+    from pyftps.auth.base import Permission, UserLimits
+
+    record = store.get_user(args.name)
+    if record is None:
+        raise ValueError(f"no such user: {args.name}")
+    settings = dict(record.settings)
+    for key in UserLimits.FIELDS:
+        value = getattr(args, key)
+        if value is not None:
+            if value < 0:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+    UserLimits.from_settings(settings)  # validate before writing
+    store.update_user(
+        args.name,
+        home=str(args.home.resolve()) if args.home else None,
+        permissions=Permission.parse(args.perms) if args.perms else None,
+        enabled=True if args.enable else False if args.disable else None,
+        settings=settings,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

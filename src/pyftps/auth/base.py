@@ -7,12 +7,45 @@ return the same ``None`` after the same amount of work (RFC 2577 §7).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from pyftps.proto.permissions import Permission
 
-__all__ = ["Authenticator", "Permission", "Principal"]
+__all__ = ["Authenticator", "Permission", "Principal", "UserLimits"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserLimits:
+    """Per-user limits; ``None`` means "no limit of this kind" (or the server-wide default)."""
+
+    quota_bytes: int | None = None  # disk quota (552 when exceeded)
+    quota_files: int | None = None
+    upload_rate: int | None = None  # bytes per second, shared by the user's concurrent transfers
+    download_rate: int | None = None
+    max_sessions: int | None = None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "quota_bytes",
+        "quota_files",
+        "upload_rate",
+        "download_rate",
+        "max_sessions",
+    )
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, object]) -> UserLimits:
+        """Read the limits kept in a user record's settings; anything malformed is ignored loudly."""
+        values: dict[str, int | None] = {}
+        for key in cls.FIELDS:
+            value = settings.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"setting {key} must be a non-negative integer, got {value!r}")
+            values[key] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +55,7 @@ class Principal:
     name: str
     home: str  # backend location of the user's root (a directory for the local backend)
     permissions: Permission = Permission.all()  # noqa: RUF009 - immutable flag value
+    limits: UserLimits = UserLimits()
 
 
 class Authenticator(Protocol):

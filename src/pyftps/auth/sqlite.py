@@ -17,7 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from pyftps.auth.base import Permission, Principal
+from pyftps.auth.base import Permission, Principal, UserLimits
 from pyftps.auth.passwords import (
     default_hasher,
     dummy_hash,
@@ -101,7 +101,12 @@ class UserRecord:
     updated_at: str
 
     def principal(self) -> Principal:
-        return Principal(name=self.name, home=self.home, permissions=self.permissions)
+        return Principal(
+            name=self.name,
+            home=self.home,
+            permissions=self.permissions,
+            limits=UserLimits.from_settings(self.settings),
+        )
 
 
 def _now() -> str:

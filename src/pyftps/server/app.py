@@ -15,6 +15,8 @@ from pyftps.server.context import ServerContext, StorageFactory
 from pyftps.server.control import ControlConnection
 from pyftps.server.data import PassivePorts
 from pyftps.server.guard import ConnectionCounter, LoginGuard
+from pyftps.server.quota import Quota
+from pyftps.server.throttle import SharedBandwidth
 from pyftps.storage.local import LocalStorage
 
 log = logging.getLogger("pyftps.server")
@@ -52,9 +54,34 @@ class Server:
             guard=LoginGuard(config.bans),
             counter=ConnectionCounter(config.limits),
         )
+        # A user's rate comes from their record (read when their bucket is created), else the default.
+        self._rates: dict[str, tuple[int | None, int | None]] = {}
+        self.context.upload_bandwidth = SharedBandwidth(
+            config.upload_rate, rate_for=lambda user: self.rate_for(user, upload=True)
+        )
+        self.context.download_bandwidth = SharedBandwidth(
+            config.download_rate, rate_for=lambda user: self.rate_for(user, upload=False)
+        )
+        self.context.on_login = self._remember_limits
         self._servers: list[asyncio.AbstractServer] = []
         self.explicit_address: tuple[str, int] | None = None
         self.implicit_address: tuple[str, int] | None = None
+
+    def _remember_limits(self, principal: Principal) -> None:
+        limits = principal.limits
+        self._rates[principal.name] = (limits.upload_rate, limits.download_rate)
+        if limits.quota_bytes is not None or limits.quota_files is not None:
+            self.context.quotas.register(
+                principal.name, principal.home, Quota(limits.quota_bytes, limits.quota_files)
+            )
+        else:
+            self.context.quotas.forget(principal.name)
+
+    def rate_for(self, user: str, *, upload: bool) -> float | None:
+        up, down = self._rates.get(user, (None, None))
+        chosen = up if upload else down
+        default = self.config.upload_rate if upload else self.config.download_rate
+        return chosen if chosen is not None else default
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -12,6 +12,8 @@ from pyftps.auth.base import Authenticator, Principal
 from pyftps.config import ServerConfig
 from pyftps.server.data import PassivePorts
 from pyftps.server.guard import ConnectionCounter, LoginGuard
+from pyftps.server.quota import QuotaTracker
+from pyftps.server.throttle import SharedBandwidth
 from pyftps.storage.base import Storage
 
 StorageFactory = Callable[[Principal], Storage]
@@ -28,6 +30,10 @@ class ServerContext:
     transfer_executor: ThreadPoolExecutor
     guard: LoginGuard
     counter: ConnectionCounter
+    quotas: QuotaTracker = field(default_factory=QuotaTracker)
+    upload_bandwidth: SharedBandwidth = field(default_factory=lambda: SharedBandwidth(None))
+    download_bandwidth: SharedBandwidth = field(default_factory=lambda: SharedBandwidth(None))
+    on_login: Callable[[Principal], None] = lambda principal: None
     connections: set[object] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 

@@ -59,7 +59,9 @@ def _dispatch(storage: Storage, op: a.Op) -> object:
         case a.RemoveDir(path):
             storage.remove_dir(path)
         case a.DeleteFile(path):
+            size = storage.stat(path).size  # the quota gives these bytes back
             storage.delete(path)
+            return size
         case a.RenamePath(source, target):
             storage.rename(source, target)
         case a.SetMtime(path, mtime):

@@ -127,6 +127,11 @@ class QuotaTracker:
             else:
                 account.quota = quota
 
+    def tracks(self, user: str) -> bool:
+        """Whether the user has a quota (uploads of other users need no accounting at all)."""
+        with self._cond:
+            return user in self._accounts
+
     def forget(self, user: str) -> None:
         with self._cond:
             self._accounts.pop(user, None)

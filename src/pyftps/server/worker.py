@@ -15,6 +15,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from pyftps.proto.actions import Transfer, TransferOutcome
 from pyftps.proto.ascii import AsciiDecoder, AsciiEncoder
 from pyftps.proto.codes import ReplyCode
 from pyftps.server.errors import reply_for
+from pyftps.server.quota import UploadReservation
+from pyftps.server.throttle import TokenBucket
 from pyftps.storage.base import ReadStream, WriteStream
 from pyftps.tls.contexts import ReuseVerdict, data_session_matches, ssl_error_text, wrap_data_socket
 
@@ -65,6 +68,8 @@ class DataWorker:
         buffer_size: int,
         idle_timeout: float,
         session_id: str = "-",
+        bucket: TokenBucket | None = None,
+        quota: UploadReservation | None = None,
     ) -> None:
         self.transfer = transfer
         self._sock: socket.socket = sock
@@ -75,6 +80,9 @@ class DataWorker:
         self._idle_timeout = idle_timeout
         self._session_id = session_id
         self._aborted = threading.Event()
+        self._bucket = bucket  # bandwidth limit shared by this user's transfers in this direction
+        self._quota = quota
+        self._written = 0
         self.reuse_verdict: ReuseVerdict | None = None
 
     def abort(self) -> None:
@@ -186,6 +194,7 @@ class DataWorker:
             except (OSError, ssl.SSLError) as error:
                 raise _Failed(ReplyCode.TRANSFER_ABORTED, f"Data connection lost: {_why(error)}.") from None
             progress.bytes_done += len(chunk)
+            self._throttle(len(chunk))
         self._check_abort()
         self._close_tls(conn)
 
@@ -216,10 +225,11 @@ class DataWorker:
         buffer = bytearray(self._buffer_size)
         view = memoryview(buffer)
         decoder = AsciiDecoder() if self.transfer.ascii else None
+        limit = self._bucket.max_chunk(self._buffer_size) if self._bucket else self._buffer_size
         while True:
             self._check_abort()
             try:
-                count = conn.recv_into(buffer)
+                count = conn.recv_into(buffer, limit)
             except ssl.SSLEOFError:
                 raise _Failed(
                     ReplyCode.TRANSFER_ABORTED,
@@ -230,19 +240,39 @@ class DataWorker:
             if not count:
                 break
             progress.bytes_done += count
-            sink.write(view[:count] if decoder is None else decoder.decode(bytes(view[:count])))
+            if self._quota is not None and not self._quota.grow(count):
+                raise _Failed(ReplyCode.STORAGE_EXCEEDED, "Disk quota exceeded; upload discarded.")
+            self._write(sink, view[:count] if decoder is None else decoder.decode(bytes(view[:count])))
+            self._throttle(count)
         self._check_abort()
         if decoder is not None and (tail := decoder.flush()):
-            sink.write(tail)
+            self._write(sink, tail)
         self._close_tls(conn)
         self._sink = None
         sink.commit()  # fsync and rename: only now is the file visible under its name
+        if self._quota is not None:
+            self._quota.commit(self.transfer.offset + self._written)
+
+    def _write(self, sink: WriteStream, data: bytes | memoryview) -> None:
+        sink.write(data)
+        self._written += len(data)
+
+    def _throttle(self, count: int) -> None:
+        """Sleep off what exceeds the user's bandwidth; ABOR still interrupts at once."""
+        if self._bucket is None:
+            return
+        delay = self._bucket.delay_for(count, time.monotonic())
+        if delay > 0 and self._aborted.wait(delay):
+            raise _Failed(ReplyCode.TRANSFER_ABORTED, "Transfer aborted.")
 
     def _check_abort(self) -> None:
         if self._aborted.is_set():
             raise _Failed(ReplyCode.TRANSFER_ABORTED, "Transfer aborted.")
 
     def _discard_upload(self) -> None:
+        quota, self._quota = self._quota, None
+        if quota is not None:
+            quota.abort()
         sink, self._sink = self._sink, None
         if sink is not None:
             try:
