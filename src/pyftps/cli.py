@@ -9,97 +9,23 @@ import sys
 from pathlib import Path
 
 from pyftps.auth.sqlite import SqliteUserStore
-from pyftps.config import ReusePolicy, ServerConfig, UserSpec
-from pyftps.proto.policy import CCCPolicy, SessionPolicy
-from pyftps.server.guard import BanPolicy, ConnectionLimits
-
-DEFAULT_EXPLICIT, DEFAULT_IMPLICIT = 21, 990
-FALLBACK_EXPLICIT, FALLBACK_IMPLICIT = 2121, 9990
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("a port is 0-65535 (0 disables the listener)")
-    return value
-
-
-def _port_range(text: str) -> tuple[int, int]:
-    low, sep, high = text.partition("-")
-    try:
-        pair = (int(low), int(high if sep else low))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected LOW-HIGH, e.g. 50000-50100") from None
-    if not 1024 <= pair[0] <= pair[1] <= 65535:
-        raise argparse.ArgumentTypeError("passive ports must satisfy 1024 <= LOW <= HIGH <= 65535")
-    return pair
-
-
-def _user(text: str) -> UserSpec:
-    name, sep, password = text.partition(":")
-    if not sep or not name or not password:
-        raise argparse.ArgumentTypeError("expected NAME:PASSWORD")
-    return UserSpec(name, password)
+from pyftps.settings import SettingsError, add_serve_arguments, build_config, resolve
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the FTPS server")
-    p.add_argument("--root", type=Path, help="directory served to --user accounts and the first user")
-    p.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0; '::' for IPv6 too)")
-    p.add_argument(
-        "--port", type=_port, help="explicit FTPS port (default 21, or 2121 if 21 is not allowed; 0 disables)"
+    p = sub.add_parser(
+        "serve",
+        help="run the FTPS server",
+        description="Run the FTPS server. Every flag also reads from PYFTPS_<SECTION>_<NAME> and --config.",
     )
-    p.add_argument(
-        "--implicit-port", type=_port, help="implicit FTPS port (default 990, or 9990; 0 disables)"
-    )
-    p.add_argument("--passive-ports", type=_port_range, metavar="LO-HI", help="passive data port range")
-    p.add_argument("--masquerade-address", metavar="IPV4", help="address announced in PASV replies (NAT)")
-    p.add_argument("--cert", type=Path, help="certificate chain (PEM); default: a generated self-signed one")
-    p.add_argument("--key", type=Path, help="private key (PEM)")
-    p.add_argument(
-        "--user",
-        type=_user,
-        action="append",
-        default=[],
-        metavar="NAME:PASSWORD",
-        help="an account rooted at --root (repeatable); replaces the user database",
-    )
-    p.add_argument(
-        "--state-dir", type=Path, help="certificates and the user database (default ~/.local/share/pyftps)"
-    )
-    p.add_argument(
-        "--data-reuse",
-        choices=[r.value for r in ReusePolicy],
-        default="require",
-        help="data connections must resume the control TLS session (default require)",
-    )
-    p.add_argument("--allow-plain-login", action="store_true", help="allow USER/PASS without TLS")
-    p.add_argument("--allow-plain-data", action="store_true", help="allow PROT C (unprotected data)")
-    p.add_argument(
-        "--ccc", choices=[c.value for c in CCCPolicy], default="after-login", help="when CCC is allowed"
-    )
-    p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds without a command before 421")
-    p.add_argument(
-        "--handshake-timeout", type=float, default=30.0, help="seconds allowed for a TLS handshake"
-    )
-    p.add_argument(
-        "--allow-foreign-data",
-        action="store_true",
-        help="allow data connections to/from another address than the client's (FXP; RFC 2577 risks)",
-    )
-    p.add_argument("--login-delay", type=float, default=3.0, help="seconds before answering a failed login")
-    p.add_argument("--no-fsync", action="store_true", help="do not fsync uploads before the 226 reply")
-    p.add_argument("--max-connections", type=int, default=1000, help="control connections in all")
-    p.add_argument("--max-per-ip", type=int, default=20, help="control connections from one address")
-    p.add_argument("--max-per-user", type=int, default=10, help="logged-in sessions of one user")
-    p.add_argument(
-        "--ban-after", type=int, default=5, help="failed logins within 10 minutes that ban an address"
-    )
-    p.add_argument("--ban-time", type=float, default=900.0, help="first ban in seconds; doubles on repeat")
-    p.add_argument(
-        "--ban-allow", action="append", default=[], metavar="CIDR", help="never ban these (repeatable)"
-    )
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_serve_arguments(p)
+
+
+def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="check a settings file")
+    actions = p.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="validate a TOML settings file (and PYFTPS_* variables)")
+    check.add_argument("file", type=Path)
 
 
 def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,41 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _config_parser(sub)
     _user_parser(sub)
     return parser
 
 
-def serve_config(args: argparse.Namespace) -> ServerConfig:
-    from pyftps.serve import default_state_dir, pick_port
-
-    state_dir = (args.state_dir or default_state_dir()).resolve()
-    root = (args.root or state_dir / "data").resolve()
-    policy = SessionPolicy(
-        require_tls_for_login=not args.allow_plain_login,
-        require_protected_data=not args.allow_plain_data,
-        ccc=CCCPolicy(args.ccc),
-        idle_timeout=args.idle_timeout,
-        login_failure_delay=args.login_delay,
-        passive_address=args.masquerade_address,
-        allow_foreign_data_address=args.allow_foreign_data,
-    )
-    return ServerConfig(
-        host=args.host,
-        explicit_port=pick_port(args.host, args.port, DEFAULT_EXPLICIT, FALLBACK_EXPLICIT),
-        implicit_port=pick_port(args.host, args.implicit_port, DEFAULT_IMPLICIT, FALLBACK_IMPLICIT),
-        passive_ports=args.passive_ports,
-        root=root,
-        state_dir=state_dir,
-        cert_file=args.cert,
-        key_file=args.key,
-        users=tuple(args.user),
-        data_reuse=ReusePolicy(args.data_reuse),
-        session=policy,
-        fsync=not args.no_fsync,
-        handshake_timeout=args.handshake_timeout,
-        limits=ConnectionLimits(args.max_connections, args.max_per_ip, args.max_per_user),
-        bans=BanPolicy(max_failures=args.ban_after, ban_time=args.ban_time, allow_list=tuple(args.ban_allow)),
-    )
+def run_config_check(args: argparse.Namespace) -> int:
+    namespace = argparse.Namespace(config=args.file)
+    try:
+        # Ports are checked, not probed: the file may be meant for another machine.
+        config = build_config(
+            resolve(namespace), pick_port=lambda host, wanted, preferred, fallback: wanted or preferred
+        )
+    except SettingsError as error:
+        print(f"pyftps: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: OK (explicit port {config.explicit_port}, implicit port {config.implicit_port})")
+    return 0
 
 
 def _read_password(prompt: str) -> str:
@@ -230,8 +138,22 @@ def _set_user(store: SqliteUserStore, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from pyftps.serve import run_server
-
-        return run_server(serve_config(args))
+        return run_serve(args)
+    if args.command == "config":
+        return run_config_check(args)
     return run_user(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pyftps.serve import pick_port, run_server
+
+    try:
+        values = resolve(args)
+        config = build_config(values, pick_port=pick_port)
+    except SettingsError as error:
+        print(f"pyftps: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=values["logging.level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return run_server(config, reload=lambda: build_config(resolve(args), pick_port=pick_port))

@@ -47,6 +47,8 @@ class ServerConfig:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # global, per IP, per user
     bans: BanPolicy = field(default_factory=BanPolicy)  # failed logins per address (RFC 2577 §5)
     max_transfer_threads: int = 256
-    buffer_size: int = 256 * 1024
+    buffer_size: int = 256 * 1024  # data copy chunk: 64-256 KiB measured best (TLS-IO.md)
     upload_rate: int | None = None  # bytes/s per user unless the user record says otherwise
-    download_rate: int | None = None  # data copy chunk: 64-256 KiB measured best (TLS-IO.md)
+    download_rate: int | None = None
+    metrics_listen: tuple[str, int] | None = None  # /metrics and /healthz
+    drain_timeout: float = 30.0  # SIGTERM: how long running transfers may take to finish

@@ -10,7 +10,9 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pyftps.auth.base import Authenticator, Permission, Principal
@@ -63,29 +65,50 @@ def build_authenticator(config: ServerConfig) -> Authenticator:
     return store
 
 
-def run_server(config: ServerConfig) -> int:
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config.root.mkdir(parents=True, exist_ok=True)
+def build_tls(config: ServerConfig) -> tuple[Path, ssl.SSLContext]:
+    """The certificate files and a server context; raises TLSConfigError with the file's name."""
     cert_file, key_file = config.cert_file, config.key_file
     if cert_file is None or key_file is None:
         cert_file, key_file = ensure_self_signed(config.state_dir / "tls")
+    # One ticket per control connection: the data connection's session id then proves which
+    # control connection it resumed (with two, the first ticket's id differs; see tls.contexts).
+    return cert_file, server_context(cert_file, key_file, num_tickets=1)
+
+
+def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | None = None) -> int:
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.root.mkdir(parents=True, exist_ok=True)
     try:
-        # One ticket per control connection: the data connection's session id then proves which
-        # control connection it resumed (with two, the first ticket's id differs; see tls.contexts).
-        context = server_context(cert_file, key_file, num_tickets=1)
+        cert_file, context = build_tls(config)
     except TLSConfigError as error:
         print(f"pyftps: {error}", file=sys.stderr)
         return 2
     info = load_certificate_info(cert_file)
     authenticator = build_authenticator(config)
     server = Server(config, authenticator=authenticator, ssl_context=context)
+    log.info(
+        "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
+    )
     try:
-        return asyncio.run(_serve(server, cert_file, info.fingerprint))
+        return asyncio.run(_serve(server, reload))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(server: Server, cert_file: Path, fingerprint: str) -> int:
+def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
+    """SIGHUP: re-read settings and certificate files for new sessions; a bad file keeps the old ones."""
+    try:
+        config = reload() if reload is not None else server.config
+        cert_file, context = build_tls(config)
+    except (ValueError, OSError) as error:  # SettingsError and TLSConfigError are ValueErrors
+        log.error("reload failed, keeping the current settings: %s", error)
+        return
+    server.reload(config, context)
+    info = load_certificate_info(cert_file)
+    log.info("reloaded settings and certificate %s (SHA-256 %s)", cert_file, info.fingerprint)
+
+
+async def _serve(server: Server, reload: Callable[[], ServerConfig] | None) -> int:
     try:
         await server.start()
     except OSError as error:
@@ -100,18 +123,20 @@ async def _serve(server: Server, cert_file: Path, fingerprint: str) -> int:
         log.info("implicit FTPS (TLS from the first byte) on %s port %s", *server.implicit_address)
     else:
         log.info("implicit FTPS listener disabled")
-    log.info(
-        "serving %s; state in %s; certificate %s (SHA-256 %s)",
-        config.root,
-        config.state_dir,
-        cert_file,
-        fingerprint,
-    )
-    stop = asyncio.Event()
+    log.info("serving %s; state in %s", config.root, config.state_dir)
+    stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    await server.stop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, drain.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, server, reload)
+    waiters = [loop.create_task(stop.wait()), loop.create_task(drain.wait())]
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waiters:
+        waiter.cancel()
+    if drain.is_set():
+        log.info("SIGTERM: draining (running transfers may finish within %.0f s)", config.drain_timeout)
+        await server.drain(config.drain_timeout)
+    else:
+        log.info("stopping")
+        await server.stop()
     return 0

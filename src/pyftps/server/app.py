@@ -100,6 +100,29 @@ class Server:
             self._servers.append(server)
             self.implicit_address = server.sockets[0].getsockname()[:2]
 
+    def reload(self, config: ServerConfig, ssl_context: ssl.SSLContext | None) -> None:
+        """New settings and certificate for sessions opened from now on; live sessions keep theirs.
+
+        Listener addresses, limits and the ban policy are fixed at start-up (changing them needs a
+        restart); everything a session reads (policy, timeouts, TLS context) is taken from here.
+        """
+        self.config = config
+        self.context.config = config
+        self.context.ssl_context = ssl_context
+
+    async def drain(self, timeout: float) -> None:
+        """SIGTERM: stop accepting, let running transfers finish (up to ``timeout``), then stop."""
+        for server in self._servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.context.connections and loop.time() < deadline:
+            for connection in list(self.context.connections):
+                assert isinstance(connection, ControlConnection)
+                connection.close_if_idle("Server shutting down; please reconnect later.")
+            await asyncio.sleep(0.1)
+        await self.stop()
+
     async def stop(self) -> None:
         """Stop accepting, close every session, release the threads."""
         for server in self._servers:

@@ -38,6 +38,10 @@ log = logging.getLogger("pyftps.session")
 class ControlConnection(asyncio.Protocol):
     def __init__(self, server: ServerContext, *, implicit: bool) -> None:
         self.server = server
+        # Captured once: a reload (SIGHUP) applies to new sessions; data connections must use the
+        # SSLContext of their control connection or TLS session resumption fails.
+        self.config = server.config
+        self.ssl_context = server.ssl_context
         self.implicit = implicit
         self.id = server.next_session_id()
         self.loop = asyncio.get_running_loop()
@@ -69,7 +73,7 @@ class ControlConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.peer, self.local = peer, local
-        config = self.server.config
+        config = self.config
         ip = str(peer[0])
         refusal = (
             BANNED if self.server.guard.is_banned(ip, self.loop.time()) else self.server.counter.try_open(ip)
@@ -135,12 +139,12 @@ class ControlConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ TLS
 
     def _start_tls(self, initial: bytes) -> None:
-        context = self.server.ssl_context
+        context = self.ssl_context
         if context is None:
             self._abort_connection("no TLS context")
             return
         self.tls = TLSChannel.server(context)
-        self._arm_guard(self.server.config.handshake_timeout, "TLS handshake timeout")
+        self._arm_guard(self.config.handshake_timeout, "TLS handshake timeout")
         if initial:
             self.tls.feed(initial)
         self._drive_tls()
@@ -281,7 +285,7 @@ class ControlConnection(asyncio.Protocol):
         if tls is None:
             return
         self._paused = True
-        self._arm_guard(self.server.config.tls_close_timeout, "TLS close timeout")
+        self._arm_guard(self.config.tls_close_timeout, "TLS close timeout")
         try:
             tls.start_close()
             self._flush_tls()
@@ -387,10 +391,10 @@ class ControlConnection(asyncio.Protocol):
     def _data_accepted(self, sock: socket.socket) -> PendingData:
         """A passive data connection arrived: under PROT P start the TLS handshake right away."""
         sock.setblocking(True)
-        context = self.server.ssl_context
+        context = self.ssl_context
         if self.session is None or self.session.state.prot != "P" or context is None:
             return PendingData(sock)
-        sock.settimeout(self.server.config.handshake_timeout)
+        sock.settimeout(self.config.handshake_timeout)
         conn = wrap_data_socket(context, sock)
         return PendingData(conn, self.server.transfer_executor.submit(conn.do_handshake))
 
@@ -424,6 +428,16 @@ class ControlConnection(asyncio.Protocol):
         if self._guard is not None:
             self._guard.cancel()
             self._guard = None
+
+    def close_if_idle(self, text: str) -> bool:
+        """Server draining: a session with no transfer running gets 421 and is closed (True)."""
+        if self.closed:
+            return True
+        if self._transfer is not None:
+            return False
+        self._send(Reply.of(ReplyCode.SERVICE_NOT_AVAILABLE, text).to_bytes())
+        self._close_gracefully()
+        return True
 
     def _close_gracefully(self) -> None:
         """After QUIT or a 421: close_notify under TLS (RFC 8446 §6.1), then close."""

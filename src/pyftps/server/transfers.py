@@ -105,11 +105,11 @@ class TransferRunner:
                 return TransferOutcome(0, ReplyCode.CANT_OPEN_DATA, f"Cannot open data connection: {error}.")
             raise
         conn.data_connected()  # 150
-        config = server.config
+        config = conn.config
         tls = None
-        if transfer.protect and server.ssl_context is not None:
+        if transfer.protect and conn.ssl_context is not None:
             tls = TLSSettings(
-                server.ssl_context, conn.tls_control_session_id, config.data_reuse, config.handshake_timeout
+                conn.ssl_context, conn.tls_control_session_id, config.data_reuse, config.handshake_timeout
             )
         bandwidth = server.upload_bandwidth if transfer.kind.upload else server.download_bandwidth
         with bandwidth.acquire(user) as bucket:
@@ -134,7 +134,7 @@ class TransferRunner:
         conn, transfer = self.connection, self.transfer
         assert conn.data is not None
         if transfer.active is not None:
-            timeout = conn.server.config.data_connect_timeout
+            timeout = conn.config.data_connect_timeout
             sock = await conn.data.connect(transfer.active.host, transfer.active.port, timeout)
             sock.setblocking(True)
             return PendingData(sock)

@@ -1,0 +1,162 @@
+"""Operating a running server: settings files, SIGHUP certificate reload, SIGTERM drain (a real `pyftps serve`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyftps.client import SyncClient
+from pyftps.client.errors import FTPError
+from pyftps.tls.certs import certificate_fingerprint
+from tests.support.certs import make_self_signed_cert
+from tests.support.ports import free_port, free_port_range
+from tests.support.processes import RunningProcess, running_process
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _pyftps(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFTPS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "pyftps", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_config_check_accepts_a_good_file_and_names_the_bad_setting(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[server]\nport = 2121\npassive_ports = "50000-50100"\n[limits]\nmax_per_ip = 5\n')
+    result = _pyftps("config", "check", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\npassive_ports = "80-90"\n')
+    result = _pyftps("config", "check", str(bad))
+    assert result.returncode == 2
+    assert "server.passive_ports" in result.stderr and "1024" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[server]\nprot = 21\n")
+    result = _pyftps("config", "check", str(unknown))
+    assert result.returncode == 2 and "unknown setting 'server.prot'" in result.stderr
+
+
+def test_serve_reports_a_bad_environment_variable_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYFTPS_LIMITS_MAX_PER_IP": "many"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pyftps", "serve", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pyftps: PYFTPS_LIMITS_MAX_PER_IP: expected a whole number, got 'many'"
+    ]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[RunningProcess, int, Path, Path]]:
+    """`pyftps serve` on an explicit port with a certificate the test may replace."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    first = make_self_signed_cert(certs)
+    root = tmp_path / "root"
+    root.mkdir()
+    port = free_port()
+    low, high = free_port_range(8)
+    argv = [
+        sys.executable, "-m", "pyftps", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--implicit-port", "0",
+        "--passive-ports", f"{low}-{high}", "--cert", str(first.cert), "--key", str(first.key),
+        "--user", "alice:secret", "--root", str(root), "--state-dir", str(tmp_path / "state"),
+        "--login-delay", "0", "--download-rate", "400000",
+    ]  # fmt: skip
+    with running_process(argv, ready=lambda: _accepts(port), timeout=20, name="pyftps") as process:
+        yield process, port, root, first.cert
+
+
+def _client(port: int, cert: Path) -> SyncClient:
+    return SyncClient.connect("127.0.0.1", port, mode="explicit", user="alice", password="secret", cafile=str(cert))
+
+
+def test_sighup_loads_a_new_certificate_for_new_sessions_only(
+    served: tuple[RunningProcess, int, Path, Path], tmp_path: Path
+) -> None:
+    process, port, root, cert = served
+    (root / "f.bin").write_bytes(os.urandom(100_000))
+    old_session = _client(port, cert)
+    second = make_self_signed_cert(tmp_path / "new")
+    shutil.copyfile(second.cert, cert)
+    shutil.copyfile(second.key, cert.with_name("key.pem"))
+    os.kill(process.pid, signal.SIGHUP)
+
+    new_fingerprint = certificate_fingerprint(second.cert.read_bytes())
+    for _ in range(100):  # the reload is asynchronous: wait until a new handshake shows it
+        try:
+            with SyncClient.connect(
+                "127.0.0.1", port, mode="explicit", user="alice", password="secret", fingerprint=new_fingerprint
+            ) as fresh:
+                fresh.noop()
+            break
+        except FTPError:
+            threading.Event().wait(0.1)
+    else:
+        pytest.fail("the new certificate was never served:\n" + process.stderr_path.read_text())
+    # The session opened before the reload keeps its TLS context: its data connections still resume.
+    target = tmp_path / "copy.bin"
+    old_session.download("f.bin", target)
+    assert target.read_bytes() == (root / "f.bin").read_bytes()
+    old_session.quit()
+
+
+def test_sigterm_lets_a_running_transfer_finish_and_closes_idle_sessions(
+    served: tuple[RunningProcess, int, Path, Path], tmp_path: Path
+) -> None:
+    process, port, root, cert = served
+    payload = os.urandom(1_200_000)  # about 3 s at the 400 kB/s download limit
+    (root / "big.bin").write_bytes(payload)
+    idle = _client(port, cert)
+    busy = _client(port, cert)
+    target = tmp_path / "big.copy"
+    result: list[object] = []
+
+    def download() -> None:
+        try:
+            result.append(busy.download("big.bin", target))
+        except Exception as error:  # reported by the assertion below
+            result.append(error)
+
+    worker = threading.Thread(target=download)
+    worker.start()
+    threading.Event().wait(0.8)  # the transfer is under way
+    os.kill(process.pid, signal.SIGTERM)
+    worker.join(timeout=30)
+    assert result == [len(payload)], process.stderr_path.read_text()
+    assert target.read_bytes() == payload
+    with pytest.raises(FTPError):
+        idle.noop()  # it was told 421 and closed while the transfer ran
+    assert process.proc.wait(timeout=30) == 0
+    assert not _accepts(port)
+    for client in (idle, busy):
+        try:
+            client.quit()
+        except FTPError:
+            pass
