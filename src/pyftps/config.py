@@ -51,4 +51,6 @@ class ServerConfig:
     upload_rate: int | None = None  # bytes/s per user unless the user record says otherwise
     download_rate: int | None = None
     metrics_listen: tuple[str, int] | None = None  # /metrics and /healthz
+    proxy_trusted: tuple[str, ...] = ()  # addresses/networks whose connections start with a PROXY header
+    proxy_header_timeout: float = 10.0
     drain_timeout: float = 30.0  # SIGTERM: how long running transfers may take to finish

@@ -268,6 +268,15 @@ OPTIONS: tuple[Option, ...] = (
         "list",
         "CIDR",
     ),
+    Option(
+        "proxy.trusted",
+        "--proxy-trusted",
+        _network,
+        (),
+        "load balancers that send a PROXY v1/v2 header (repeatable)",
+        "list",
+        "CIDR",
+    ),
     Option("logging.level", "--log-level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
     Option(
         "metrics.listen",
@@ -392,4 +401,5 @@ def build_config(
         upload_rate=values["limits.upload_rate"],
         download_rate=values["limits.download_rate"],
         metrics_listen=values["metrics.listen"],
+        proxy_trusted=tuple(values["proxy.trusted"]),
     )

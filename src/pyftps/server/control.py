@@ -16,10 +16,12 @@ import contextlib
 import logging
 import socket
 from collections import deque
+from typing import Any
 
 from pyftps.auth.base import Principal
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
+from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
 from pyftps.proto.replies import Reply
 from pyftps.proto.security import TLSState
 from pyftps.proto.session import ServerSession
@@ -63,6 +65,8 @@ class ControlConnection(asyncio.Protocol):
         self._transfer: TransferRunner | None = None
         self._counted_ip: str | None = None  # holds a slot in the per-IP connection count
         self._counted_user: str | None = None  # holds a slot in the per-user session count
+        self._proxy: ProxyHeaderParser | None = None  # set while a trusted proxy's header is awaited
+        self.via: str | None = None  # the load balancer the client came through, if any
         self.closed = False
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -73,6 +77,39 @@ class ControlConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.peer, self.local = peer, local
+        if self.config.proxy_trusted and is_trusted(str(peer[0]), self.config.proxy_trusted):
+            # A trusted load balancer speaks first (PROXY protocol); nothing is sent before it did.
+            self._proxy = ProxyHeaderParser()
+            self.server.connections.add(self)
+            self._arm_guard(self.config.proxy_header_timeout, "PROXY header timeout")
+            return
+        self._accept_peer(peer, local)
+
+    def _proxy_received(self, data: bytes) -> None:
+        assert self._proxy is not None
+        proxy_ip = str(self.peer[0])
+        try:
+            result = self._proxy.feed(data)
+        except ProxyProtocolError as error:
+            self._abort_connection(f"bad PROXY header from {proxy_ip}: {error}")
+            return
+        if result is None:
+            return
+        self._disarm_guard()
+        self._proxy = None
+        self.via = proxy_ip
+        peer = result.source or self.peer
+        local = result.destination or self.local
+        self._accept_peer(peer, local, bind_host=str(self.local[0]))
+        if result.rest and not self.closed:
+            self.data_received(result.rest)
+
+    def _accept_peer(
+        self, peer: tuple[Any, ...], local: tuple[Any, ...], *, bind_host: str | None = None
+    ) -> None:
+        """The client is known (directly or through PROXY): apply bans and limits, then greet."""
+        assert self.transport is not None
+        self.peer = peer
         config = self.config
         ip = str(peer[0])
         refusal = (
@@ -80,10 +117,10 @@ class ControlConnection(asyncio.Protocol):
         )
         if refusal is not None:
             if not self.implicit:  # an implicit client expects TLS first: it just sees the close
-                transport.write(refusal.line())
-            transport.close()
-            self.closed = True
+                self.transport.write(refusal.line())
+            self.transport.close()
             log.info("session %s: refused %s: %s", self.id, ip, refusal.text)
+            self._shutdown("refused")
             return
         self._counted_ip = ip
         self.server.connections.add(self)
@@ -91,20 +128,23 @@ class ControlConnection(asyncio.Protocol):
         self.session = ServerSession(
             policy,
             implicit=self.implicit,
-            peer_host=str(peer[0]),
+            peer_host=ip,
             local_host=str(local[0]),
             ipv6=":" in str(local[0]) and not str(local[0]).startswith("::ffff:"),
             now=self.loop.time(),
         )
         self.data = DataChannel(
             self.server.passive_ports,
-            local_host=str(local[0]),
-            peer_host=str(peer[0]),
+            local_host=bind_host
+            or str(local[0]),  # passive listeners bind here, never on the proxy's address
+            peer_host=ip,
             allow_foreign=policy.allow_foreign_data_address,
             timeout=config.data_connect_timeout,
             on_accepted=self._data_accepted,
+            trusted_proxies=config.proxy_trusted,
         )
-        log.info("session %s: connected from %s port %s (%s)", self.id, peer[0], peer[1], self._mode)
+        via = f" via {self.via}" if self.via else ""
+        log.info("session %s: connected from %s port %s%s (%s)", self.id, ip, peer[1], via, self._mode)
         self._call(self.session.start)
 
     @property
@@ -112,6 +152,9 @@ class ControlConnection(asyncio.Protocol):
         return "implicit" if self.implicit else "explicit"
 
     def data_received(self, data: bytes) -> None:
+        if self._proxy is not None:
+            self._proxy_received(data)
+            return
         if self.closed or self.session is None:
             return
         if self.tls is not None:

@@ -16,6 +16,8 @@ import random
 import socket
 from collections.abc import Callable
 
+from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
+
 log = logging.getLogger("pyftps.data")
 
 
@@ -114,6 +116,7 @@ class DataChannel:
         allow_foreign: bool,
         timeout: float,
         on_accepted: OnAccepted = PendingData,
+        trusted_proxies: tuple[str, ...] = (),
     ) -> None:
         self._ports = ports
         self._local_host = local_host
@@ -121,6 +124,7 @@ class DataChannel:
         self._allow_foreign = allow_foreign
         self._timeout = timeout
         self._on_accepted = on_accepted
+        self._trusted_proxies = trusted_proxies
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[PendingData] | None = None
 
@@ -159,16 +163,37 @@ class DataChannel:
                     conn, address = await asyncio.wait_for(loop.sock_accept(listener), remaining)
                 except TimeoutError:
                     raise DataConnectionError("timed out waiting for the data connection") from None
-                if self._allow_foreign or same_host(address[0], self._peer_host):
+                client: str | None = address[0]
+                if self._trusted_proxies and is_trusted(address[0], self._trusted_proxies):
+                    client = await self._proxied_client(conn, deadline)
+                if client is not None and (self._allow_foreign or same_host(client, self._peer_host)):
                     return self._on_accepted(conn)
-                log.warning(
-                    "refused a data connection from %s (control peer is %s)", address[0], self._peer_host
-                )
+                log.warning("refused a data connection from %s (control peer is %s)", client, self._peer_host)
                 conn.close()
         finally:
             if self._listener is listener:
                 self._listener = None
             listener.close()
+
+    async def _proxied_client(self, conn: socket.socket, deadline: float) -> str | None:
+        """The real client behind a load balancer's PROXY header; reads no byte past the header.
+
+        The bytes after it (a ClientHello, an upload) must stay in the socket for the worker thread,
+        so the parser says how much may be read at each step (``want``).
+        """
+        loop = asyncio.get_running_loop()
+        parser = ProxyHeaderParser()
+        try:
+            while True:
+                chunk = await asyncio.wait_for(loop.sock_recv(conn, parser.want), deadline - loop.time())
+                if not chunk:
+                    return None
+                result = parser.feed(chunk)
+                if result is not None:
+                    return None if result.local or result.source is None else str(result.source[0])
+        except (TimeoutError, ProxyProtocolError, OSError) as error:
+            log.warning("bad PROXY header on a data connection: %s", error or "timed out")
+            return None
 
     async def connect(self, host: str, port: int, timeout: float) -> socket.socket:
         """Active mode: connect from the control connection's local address to the client."""
