@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from pyftps.auth.sqlite import SqliteUserStore
 from pyftps.settings import SettingsError, add_serve_arguments, build_config, resolve
@@ -50,14 +52,27 @@ def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     users.add_parser("passwd", help="set a user's password (prompt or stdin)").add_argument("name")
 
 
+_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse echoes bad arguments in its errors: passwords inside URLs are masked first."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_URL_PASSWORD.sub(r"\1****@", message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pyftps", description="FTPS server and client (explicit and implicit)"
+    parser = _Parser(prog="pyftps", description="FTPS server and client (explicit and implicit)")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
     )
-    sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _config_parser(sub)
     _user_parser(sub)
+    from pyftps.client.commands import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
@@ -137,6 +152,11 @@ def _set_user(store: SqliteUserStore, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pyftps.client.commands import run_client_command
+
+    code = run_client_command(args)
+    if code is not None:
+        return code
     if args.command == "serve":
         return run_serve(args)
     if args.command == "config":
