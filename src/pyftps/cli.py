@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from pyftps.auth.sqlite import SqliteUserStore
+from pyftps.auth.records import UserStore
 from pyftps.settings import SettingsError, add_serve_arguments, build_config, resolve
 
 
@@ -33,6 +33,7 @@ def _config_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("user", help="manage the SQLite user database")
     p.add_argument("--state-dir", type=Path, help="where users.db lives (default ~/.local/share/pyftps)")
+    p.add_argument("--database", help="user store URL instead: sqlite:///path or postgresql://...")
     users = p.add_subparsers(dest="action", required=True)
     add = users.add_parser("add", help="add a user (password read from a prompt or stdin)")
     add.add_argument("name")
@@ -101,11 +102,12 @@ def _read_password(prompt: str) -> str:
 
 def run_user(args: argparse.Namespace) -> int:
     from pyftps.auth.base import Permission
-    from pyftps.auth.sqlite import SqliteUserStore, UserStoreError
+    from pyftps.auth.records import UserStoreError
+    from pyftps.auth.stores import open_user_store
     from pyftps.serve import default_state_dir
 
     state_dir = args.state_dir or default_state_dir()
-    with SqliteUserStore(state_dir / "users.db") as store:
+    with open_user_store(args.database or f"sqlite:///{state_dir / 'users.db'}") as store:
         try:
             if args.action == "add":
                 password = _read_password(f"Password for {args.name}: ")
@@ -126,7 +128,7 @@ def run_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_user(store: SqliteUserStore, args: argparse.Namespace) -> None:
+def _set_user(store: UserStore, args: argparse.Namespace) -> None:
     from pyftps.auth.base import Permission, UserLimits
 
     record = store.get_user(args.name)

@@ -37,6 +37,11 @@ class ServerConfig:
     cert_file: Path | None = None  # None: a generated self-signed certificate in state_dir
     key_file: Path | None = None
     users: tuple[UserSpec, ...] = ()
+
+    @property
+    def user_database(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'users.db'}"
+
     data_reuse: ReusePolicy = ReusePolicy.REQUIRE
     session: SessionPolicy = field(default_factory=SessionPolicy)
     handshake_timeout: float = 30.0
@@ -51,6 +56,9 @@ class ServerConfig:
     upload_rate: int | None = None  # bytes/s per user unless the user record says otherwise
     download_rate: int | None = None
     metrics_listen: tuple[str, int] | None = None  # /metrics and /healthz
+    database_url: str | None = (
+        None  # None: sqlite:///<state_dir>/users.db; postgresql://... shares users and bans
+    )
     proxy_trusted: tuple[str, ...] = ()  # addresses/networks whose connections start with a PROXY header
     proxy_header_timeout: float = 10.0
     drain_timeout: float = 30.0  # SIGTERM: how long running transfers may take to finish

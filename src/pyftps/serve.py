@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pyftps.auth.base import Authenticator, Permission, Principal
 from pyftps.auth.passwords import generate_password
-from pyftps.auth.sqlite import SqliteUserStore
 from pyftps.auth.static import StaticAuthenticator
+from pyftps.auth.stores import open_login_guard, open_user_store
 from pyftps.config import ServerConfig
 from pyftps.server.app import Server, port_is_bindable
 from pyftps.tls.certs import ensure_self_signed, load_certificate_info
@@ -52,7 +52,7 @@ def build_authenticator(config: ServerConfig) -> Authenticator:
         return StaticAuthenticator.from_plain(
             {u.name: (u.password, Principal(u.name, home, Permission.all())) for u in config.users}
         )
-    store = SqliteUserStore(config.state_dir / "users.db")
+    store = open_user_store(config.user_database)
     if store.count_users() == 0:
         password = generate_password()
         store.add_user(FIRST_USER, password, str(config.root), Permission.all())
@@ -85,7 +85,8 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         return 2
     info = load_certificate_info(cert_file)
     authenticator = build_authenticator(config)
-    server = Server(config, authenticator=authenticator, ssl_context=context)
+    guard = open_login_guard(config.database_url, config.bans)  # shared by all nodes on PostgreSQL
+    server = Server(config, authenticator=authenticator, ssl_context=context, guard=guard)
     log.info(
         "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
     )

@@ -125,6 +125,18 @@ def _listen(value: object) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _database(url: str | None) -> str | None:
+    if url is None:
+        return None
+    from pyftps.auth.stores import parse_database_url
+
+    try:
+        parse_database_url(url)
+    except ValueError as error:
+        raise SettingsError(f"users.database: {error}") from None
+    return url
+
+
 def _choice(*values: str) -> Callable[[object], str]:
     def parse(value: object) -> str:
         text = _text(value)
@@ -196,6 +208,7 @@ OPTIONS: tuple[Option, ...] = (
         "list",
         "NAME:PASSWORD",
     ),
+    Option("users.database", "--database", _text, None, "user store URL: sqlite:///path or postgresql://..."),
     Option(
         "tls.cert", "--cert", _path, None, "certificate chain (PEM); default: a generated self-signed one"
     ),
@@ -402,4 +415,5 @@ def build_config(
         download_rate=values["limits.download_rate"],
         metrics_listen=values["metrics.listen"],
         proxy_trusted=tuple(values["proxy.trusted"]),
+        database_url=_database(values["users.database"]),
     )

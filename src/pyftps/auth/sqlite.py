@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from argon2 import PasswordHasher
 
-from pyftps.auth.base import Permission, Principal, UserLimits
-from pyftps.auth.passwords import (
-    default_hasher,
-    dummy_hash,
-    hash_password,
-    needs_rehash,
-    validate_user_name,
-    verify_dummy,
-    verify_password,
+from pyftps.auth.base import Permission, Principal
+from pyftps.auth.passwords import default_hasher, dummy_hash, hash_password
+from pyftps.auth.records import (
+    CREATE_MIGRATIONS_TABLE,
+    MIGRATIONS,
+    RECORD_COLUMNS,
+    SCHEMA_VERSION,
+    NoSuchUser,
+    SchemaVersionError,
+    UserExists,
+    UserRecord,
+    UserStoreError,
+    decide_login,
+    is_storable_name,
+    new_user_row,
+    now_text,
+    record_from_row,
+    user_changes,
 )
 
 __all__ = [
@@ -41,113 +47,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# Schema history, applied in order; step N (1-based) takes the database to version N. Append only: never
-# edit a released step. One portable statement per step (no executescript: it commits implicitly and
-# would break the all-or-nothing upgrade), so the PostgreSQL store can mirror this tuple as it is.
-MIGRATIONS: tuple[str, ...] = (
-    # 1: accounts. TEXT compares byte-wise in both SQLite (BINARY collation) and PostgreSQL, so user
-    # names are case-sensitive. permissions is a comma list of lower-case Permission names.
-    """CREATE TABLE users (
-        name TEXT NOT NULL PRIMARY KEY,
-        password_hash TEXT NOT NULL,
-        home TEXT NOT NULL,
-        permissions TEXT NOT NULL,
-        enabled INTEGER NOT NULL DEFAULT 1,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )""",
-    # 2: per-user settings (TLS policy, limits, ...) as a JSON object, so new settings need no migration.
-    "ALTER TABLE users ADD COLUMN settings TEXT NOT NULL DEFAULT '{}'",
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_CREATE_MIGRATIONS_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-)
-_RECORD_COLUMNS = "name, home, permissions, enabled, settings, created_at, updated_at"
 _MAX_IDLE_CONNECTIONS = 32
-
-
-class UserStoreError(Exception):
-    """Base class for user-store failures (other than invalid arguments, which raise ValueError)."""
-
-
-class UserExists(UserStoreError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"user {name!r} already exists")
-        self.name = name
-
-
-class NoSuchUser(UserStoreError, LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no such user {name!r}")
-        self.name = name
-
-
-class SchemaVersionError(UserStoreError):
-    """The database was written by a newer pyftps; refusing to touch it protects its data."""
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    """One account as stored, minus the password hash (which never leaves this module)."""
-
-    name: str
-    home: str
-    permissions: Permission
-    enabled: bool
-    settings: dict[str, Any] = field(hash=False)  # a fresh copy per record; editing it changes nothing
-    created_at: str
-    updated_at: str
-
-    def principal(self) -> Principal:
-        return Principal(
-            name=self.name,
-            home=self.home,
-            permissions=self.permissions,
-            limits=UserLimits.from_settings(self.settings),
-        )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _check_home(home: str) -> str:
-    if not isinstance(home, str) or not home or "\x00" in home:
-        raise ValueError(f"home must be a non-empty string without NUL characters, got {home!r}")
-    return home
-
-
-def _format_permissions(permissions: Permission) -> str:
-    if not isinstance(permissions, Permission):
-        raise TypeError(f"permissions must be a Permission, not {type(permissions).__name__}")
-    return ",".join(permissions.names())
-
-
-def _encode_settings(settings: Mapping[str, Any]) -> str:
-    if not isinstance(settings, Mapping) or not all(isinstance(key, str) for key in settings):
-        raise ValueError("settings must be a mapping with string keys")
-    try:
-        return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"settings must be JSON-serialisable: {exc}") from None
-
-
-def _record_from_row(row: tuple[Any, ...]) -> UserRecord:
-    name, home, permissions_text, enabled, settings_text, created_at, updated_at = row
-    # Corrupt rows fail loudly (and so fail closed in authenticate) instead of guessing at rights.
-    try:
-        permissions = Permission.parse(permissions_text)
-    except ValueError as exc:
-        raise UserStoreError(f"user {name!r} has unreadable permissions: {exc}") from None
-    try:
-        settings = json.loads(settings_text)
-    except ValueError:
-        settings = None
-    if not isinstance(settings, dict):
-        raise UserStoreError(f"user {name!r} has unreadable settings (not a JSON object)")
-    return UserRecord(name, home, permissions, bool(enabled), settings, created_at, updated_at)
 
 
 def _create_private_file(path: Path) -> None:
@@ -178,7 +78,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     # time serialise here and the second one sees the upgraded version instead of re-applying steps.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(_CREATE_MIGRATIONS_TABLE)
+        conn.execute(CREATE_MIGRATIONS_TABLE)
         current = _schema_version(conn)
         if current > SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -191,7 +91,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             except sqlite3.Error as exc:
                 raise UserStoreError(f"{path}: schema migration {version} failed: {exc}") from exc
             conn.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, _now())
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, now_text())
             )
     except BaseException:
         conn.execute("ROLLBACK")
@@ -312,16 +212,9 @@ class SqliteUserStore:
         settings: Mapping[str, Any] | None = None,
     ) -> UserRecord:
         """Create an account; UserExists if the name is taken, ValueError for invalid arguments."""
-        validate_user_name(name)
-        row = (
-            name,
-            _check_home(home),
-            _format_permissions(permissions),
-            int(bool(enabled)),
-            _encode_settings(settings or {}),
-        )
+        row = new_user_row(name, home, permissions, enabled, settings)
         password_hash = hash_password(password, hasher=self._hasher)  # before taking a connection
-        now = _now()
+        now = now_text()
         try:
             with self._connection() as conn:
                 conn.execute(
@@ -333,7 +226,7 @@ class SqliteUserStore:
             if exc.sqlite_errorname in ("SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"):
                 raise UserExists(name) from None
             raise
-        return UserRecord(name, row[1], permissions, bool(enabled), json.loads(row[4]), now, now)
+        return record_from_row((*row, now, now))
 
     def delete_user(self, name: str) -> None:
         self._modify(name, "DELETE FROM users WHERE name = ?", (name,))
@@ -343,7 +236,7 @@ class SqliteUserStore:
         self._modify(
             name,
             "UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?",
-            (password_hash, _now(), name),
+            (password_hash, now_text(), name),
         )
 
     def update_user(
@@ -356,33 +249,27 @@ class SqliteUserStore:
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         """Change the given fields (None leaves a field alone); ``settings`` replaces the whole dict."""
-        changes: dict[str, object] = {}
-        if home is not None:
-            changes["home"] = _check_home(home)
-        if permissions is not None:
-            changes["permissions"] = _format_permissions(permissions)
-        if enabled is not None:
-            changes["enabled"] = int(bool(enabled))
-        if settings is not None:
-            changes["settings"] = _encode_settings(settings)
+        changes = user_changes(home=home, permissions=permissions, enabled=enabled, settings=settings)
         if not changes:
             if self.get_user(name) is None:
                 raise NoSuchUser(name)
             return
-        changes["updated_at"] = _now()
+        changes["updated_at"] = now_text()
         # Column names come from the fixed keys above, never from the caller, so formatting is safe.
         assignments = ", ".join(f"{column} = ?" for column in changes)
         self._modify(name, f"UPDATE users SET {assignments} WHERE name = ?", (*changes.values(), name))
 
     def get_user(self, name: str) -> UserRecord | None:
+        if not is_storable_name(name):  # no such account can exist (and sqlite3 cannot bind surrogates)
+            return None
         with self._connection() as conn:
-            row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
-        return None if row is None else _record_from_row(row)
+            row = conn.execute(f"SELECT {RECORD_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+        return None if row is None else record_from_row(row)
 
     def list_users(self) -> list[UserRecord]:
         with self._connection() as conn:
-            rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM users ORDER BY name").fetchall()
-        return [_record_from_row(row) for row in rows]
+            rows = conn.execute(f"SELECT {RECORD_COLUMNS} FROM users ORDER BY name").fetchall()
+        return [record_from_row(row) for row in rows]
 
     def count_users(self) -> int:
         with self._connection() as conn:
@@ -397,22 +284,17 @@ class SqliteUserStore:
 
     def authenticate(self, username: str, password: str) -> Principal | None:
         """The Authenticator entry point: one argon2 verification whatever the outcome."""
-        with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT password_hash, {_RECORD_COLUMNS} FROM users WHERE name = ?", (username,)
-            ).fetchone()
+        row = None
+        if is_storable_name(username):  # an impossible name is an unknown user, without asking SQLite
+            with self._connection() as conn:
+                row = conn.execute(
+                    f"SELECT password_hash, {RECORD_COLUMNS} FROM users WHERE name = ?", (username,)
+                ).fetchone()
         # Everything below runs with no connection or lock held, so logins verify in parallel.
-        if row is None:
-            verify_dummy(password, hasher=self._hasher)
-            return None
-        stored_hash, record = row[0], _record_from_row(row[1:])
-        if not verify_password(stored_hash, password, hasher=self._hasher):
-            return None
-        if not record.enabled:  # checked after the verification so it costs the same as a wrong password
-            return None
-        if needs_rehash(stored_hash, hasher=self._hasher):
-            self._upgrade_hash(username, stored_hash, password)
-        return record.principal()
+        principal, rehash = decide_login(row, password, self._hasher)
+        if principal is not None and rehash and row is not None:
+            self._upgrade_hash(username, row[0], password)
+        return principal
 
     def _upgrade_hash(self, name: str, old_hash: str, password: str) -> None:
         """Re-hash with the current parameters; best effort, a failure must not fail the login."""

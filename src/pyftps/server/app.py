@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pyftps.auth.base import Authenticator, Principal
+from pyftps.auth.stores import BanGuard
 from pyftps.config import ServerConfig
 from pyftps.server.context import ServerContext, StorageFactory
 from pyftps.server.control import ControlConnection
@@ -39,6 +40,7 @@ class Server:
         authenticator: Authenticator,
         ssl_context: ssl.SSLContext | None,
         storage_for: StorageFactory | None = None,
+        guard: BanGuard | None = None,
     ) -> None:
         self.config = config
         self.context = ServerContext(
@@ -51,7 +53,7 @@ class Server:
             transfer_executor=ThreadPoolExecutor(
                 max_workers=config.max_transfer_threads, thread_name_prefix="pyftps-data"
             ),
-            guard=LoginGuard(config.bans),
+            guard=guard or LoginGuard(config.bans),
             counter=ConnectionCounter(config.limits),
         )
         # A user's rate comes from their record (read when their bucket is created), else the default.

@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyftps.auth.base import Authenticator, Principal
+from pyftps.auth.stores import BanGuard
 from pyftps.config import ServerConfig
 from pyftps.server.data import PassivePorts
-from pyftps.server.guard import ConnectionCounter, LoginGuard
+from pyftps.server.guard import ConnectionCounter
 from pyftps.server.quota import QuotaTracker
 from pyftps.server.throttle import SharedBandwidth
 from pyftps.storage.base import Storage
@@ -28,7 +29,7 @@ class ServerContext:
     passive_ports: PassivePorts
     op_executor: ThreadPoolExecutor
     transfer_executor: ThreadPoolExecutor
-    guard: LoginGuard
+    guard: BanGuard
     counter: ConnectionCounter
     quotas: QuotaTracker = field(default_factory=QuotaTracker)
     upload_bandwidth: SharedBandwidth = field(default_factory=lambda: SharedBandwidth(None))
