@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import re
 import sys
 from pathlib import Path
@@ -175,7 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"pyftps: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=values["logging.level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from pyftps.server.logs import configure_logging
+
+    configure_logging(values["logging.format"] == "json", values["logging.level"])
     return run_server(config, reload=lambda: build_config(resolve(args), pick_port=pick_port))

@@ -56,6 +56,8 @@ class ServerConfig:
     upload_rate: int | None = None  # bytes/s per user unless the user record says otherwise
     download_rate: int | None = None
     metrics_listen: tuple[str, int] | None = None  # /metrics and /healthz
+    log_format: str = "text"  # or "json": one JSON object per line
+    xferlog: Path | None = None  # transfer log in xferlog(5) format
     database_url: str | None = (
         None  # None: sqlite:///<state_dir>/users.db; postgresql://... shares users and bans
     )

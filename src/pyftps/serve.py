@@ -21,6 +21,9 @@ from pyftps.auth.static import StaticAuthenticator
 from pyftps.auth.stores import open_login_guard, open_user_store
 from pyftps.config import ServerConfig
 from pyftps.server.app import Server, port_is_bindable
+from pyftps.server.http import MetricsHTTPServer
+from pyftps.server.logs import XferLog
+from pyftps.server.metrics import Metrics
 from pyftps.tls.certs import ensure_self_signed, load_certificate_info
 from pyftps.tls.contexts import TLSConfigError, server_context
 
@@ -86,7 +89,15 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
     info = load_certificate_info(cert_file)
     authenticator = build_authenticator(config)
     guard = open_login_guard(config.database_url, config.bans)  # shared by all nodes on PostgreSQL
-    server = Server(config, authenticator=authenticator, ssl_context=context, guard=guard)
+    xferlog = XferLog(config.xferlog) if config.xferlog is not None else None
+    server = Server(
+        config,
+        authenticator=authenticator,
+        ssl_context=context,
+        guard=guard,
+        metrics=Metrics(),
+        xferlog=xferlog,
+    )
     log.info(
         "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
     )
@@ -94,6 +105,9 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         return asyncio.run(_serve(server, reload))
     except KeyboardInterrupt:
         return 0
+    finally:
+        if xferlog is not None:
+            xferlog.close()
 
 
 def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
@@ -105,6 +119,8 @@ def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
         log.error("reload failed, keeping the current settings: %s", error)
         return
     server.reload(config, context)
+    if server.context.xferlog is not None:
+        server.context.xferlog.reopen()  # logrotate moved the file away
     info = load_certificate_info(cert_file)
     log.info("reloaded settings and certificate %s (SHA-256 %s)", cert_file, info.fingerprint)
 
@@ -125,6 +141,14 @@ async def _serve(server: Server, reload: Callable[[], ServerConfig] | None) -> i
     else:
         log.info("implicit FTPS listener disabled")
     log.info("serving %s; state in %s", config.root, config.state_dir)
+    http = MetricsHTTPServer(server.context.metrics.registry, lambda: server.accepting)
+    if config.metrics_listen is not None:
+        try:
+            log.info("metrics and health on http://%s:%s/", *await http.start(*config.metrics_listen))
+        except OSError as error:
+            print(f"pyftps: cannot listen for metrics: {error}", file=sys.stderr)
+            await server.stop()
+            return 2
     stop, drain = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -140,4 +164,5 @@ async def _serve(server: Server, reload: Callable[[], ServerConfig] | None) -> i
     else:
         log.info("stopping")
         await server.stop()
+    await http.stop()  # last: /healthz answered 503 while draining
     return 0

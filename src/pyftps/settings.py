@@ -291,6 +291,15 @@ OPTIONS: tuple[Option, ...] = (
         "CIDR",
     ),
     Option("logging.level", "--log-level", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
+    Option("logging.format", "--log-format", _choice("text", "json"), "text", "log lines as text or JSON"),
+    Option(
+        "logging.xferlog",
+        "--xferlog",
+        _path,
+        None,
+        "append finished transfers to FILE in xferlog(5) format",
+        metavar="FILE",
+    ),
     Option(
         "metrics.listen",
         "--metrics-listen",
@@ -414,6 +423,8 @@ def build_config(
         upload_rate=values["limits.upload_rate"],
         download_rate=values["limits.download_rate"],
         metrics_listen=values["metrics.listen"],
+        log_format=values["logging.format"],
+        xferlog=values["logging.xferlog"],
         proxy_trusted=tuple(values["proxy.trusted"]),
         database_url=_database(values["users.database"]),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +168,46 @@ def test_sigterm_lets_a_running_transfer_finish_and_closes_idle_sessions(
     for client in (idle, busy):
         with contextlib.suppress(FTPError):
             client.quit()
+
+
+def test_metrics_logs_and_xferlog_follow_a_transfer(tmp_path: Path) -> None:
+    cert = make_self_signed_cert(tmp_path / "certs")
+    root = tmp_path / "root"
+    root.mkdir()
+    port, metrics_port = free_port(), free_port()
+    low, high = free_port_range(4)
+    xferlog = tmp_path / "xferlog"
+    argv = [
+        sys.executable, "-m", "pyftps", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--implicit-port", "0",
+        "--passive-ports", f"{low}-{high}", "--cert", str(cert.cert), "--key", str(cert.key),
+        "--user", "alice:s3cret-pw", "--root", str(root), "--state-dir", str(tmp_path / "state"),
+        "--login-delay", "0", "--metrics-listen", f"127.0.0.1:{metrics_port}",
+        "--log-format", "json", "--xferlog", str(xferlog),
+    ]  # fmt: skip
+    ready = lambda: _accepts(port) and _accepts(metrics_port)  # noqa: E731
+    with running_process(argv, ready=ready, timeout=20, name="pyftps") as process:
+        options = {"user": "alice", "password": "s3cret-pw", "cafile": str(cert.cert)}
+        with SyncClient.connect("127.0.0.1", port, mode="explicit", **options) as client:
+            source = tmp_path / "up.bin"
+            source.write_bytes(os.urandom(50_000))
+            client.upload(source, "up.bin")
+        with pytest.raises(FTPError):
+            SyncClient.connect("127.0.0.1", port, mode="explicit", **{**options, "password": "n0t-the-pw"})
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        health = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=10)
+        assert health.status == 200
+        assert 'pyftps_logins_total{result="ok"} 1.0' in body
+        assert 'pyftps_logins_total{result="failed"} 1.0' in body
+        assert 'pyftps_received_bytes_total{kind="STOR"} 50000.0' in body
+        assert 'pyftps_data_tls_resumptions_total{verdict="same_session"}' in body
+        assert "pyftps_command_duration_seconds_bucket" in body
+        os.kill(process.pid, signal.SIGINT)
+        process.proc.wait(timeout=20)
+        logs = process.stderr_path.read_text()
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    commands = [r for r in records if r.get("command")]
+    assert any(r["command"] == "STOR" and r.get("code") == 226 for r in commands), commands
+    assert "s3cret-pw" not in logs and "n0t-the-pw" not in logs
+    line = xferlog.read_text().strip().split()
+    assert line[-10:-5] == ["/up.bin", "b", "_", "i", "r"] and line[-1] == "c" and "50000" in line

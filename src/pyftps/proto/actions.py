@@ -202,6 +202,14 @@ class EndLogin:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandStarted:
+    """The session starts handling a command; its replies follow (only with ``policy.trace_commands``)."""
+
+    verb: str
+    arg: str | None = field(default=None, repr=False)  # PASS arguments must not reach a repr
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close the control connection (after a TLS close_notify when under TLS)."""
 
@@ -217,6 +225,7 @@ Action = (
     | DropDataChannel
     | EndLogin
     | Close
+    | CommandStarted
 )
 
 # ---------------------------------------------------------------- results into the session

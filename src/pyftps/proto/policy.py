@@ -34,3 +34,4 @@ class SessionPolicy:
     stat_list_limit: int = 2000  # STAT <dir> over the control connection lists at most this many
     max_queued_commands: int = 32  # commands pipelined behind a running operation
     max_line: int = 8192
+    trace_commands: bool = False  # emit CommandStarted before each command's actions (logs, metrics)

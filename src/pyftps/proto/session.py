@@ -27,6 +27,7 @@ from pyftps.proto import paths
 from pyftps.proto.actions import (
     Action,
     Close,
+    CommandStarted,
     DropDataChannel,
     EndLogin,
     Op,
@@ -315,6 +316,12 @@ class ServerSession:
         return self._dispatch(event)
 
     def _dispatch(self, command: Command) -> list[Action]:
+        actions = self._dispatch_command(command)
+        if self.policy.trace_commands:
+            return [CommandStarted(command.verb, command.arg), *actions]
+        return actions
+
+    def _dispatch_command(self, command: Command) -> list[Action]:
         from pyftps.proto.specs import COMMANDS, ArgRule
 
         if command.verb != "RNTO":

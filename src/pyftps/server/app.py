@@ -16,6 +16,8 @@ from pyftps.server.context import ServerContext, StorageFactory
 from pyftps.server.control import ControlConnection
 from pyftps.server.data import PassivePorts
 from pyftps.server.guard import ConnectionCounter, LoginGuard
+from pyftps.server.logs import XferLog
+from pyftps.server.metrics import Metrics
 from pyftps.server.quota import Quota
 from pyftps.server.throttle import SharedBandwidth
 from pyftps.storage.local import LocalStorage
@@ -41,6 +43,8 @@ class Server:
         ssl_context: ssl.SSLContext | None,
         storage_for: StorageFactory | None = None,
         guard: BanGuard | None = None,
+        metrics: Metrics | None = None,
+        xferlog: XferLog | None = None,
     ) -> None:
         self.config = config
         self.context = ServerContext(
@@ -55,6 +59,11 @@ class Server:
             ),
             guard=guard or LoginGuard(config.bans),
             counter=ConnectionCounter(config.limits),
+            metrics=metrics if metrics is not None else Metrics(process_metrics=False),
+            xferlog=xferlog,
+        )
+        self.context.metrics.set_active_callbacks(
+            sessions=lambda: len(self.context.connections), transfers=lambda: self.context.running_transfers
         )
         # A user's rate comes from their record (read when their bucket is created), else the default.
         self._rates: dict[str, tuple[int | None, int | None]] = {}
@@ -68,6 +77,11 @@ class Server:
         self._servers: list[asyncio.AbstractServer] = []
         self.explicit_address: tuple[str, int] | None = None
         self.implicit_address: tuple[str, int] | None = None
+
+    @property
+    def accepting(self) -> bool:
+        """True while every listener accepts sessions (``/healthz``); False once draining or stopped."""
+        return bool(self._servers) and all(server.is_serving() for server in self._servers)
 
     def _remember_limits(self, principal: Principal) -> None:
         limits = principal.limits

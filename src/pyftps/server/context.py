@@ -13,6 +13,8 @@ from pyftps.auth.stores import BanGuard
 from pyftps.config import ServerConfig
 from pyftps.server.data import PassivePorts
 from pyftps.server.guard import ConnectionCounter
+from pyftps.server.logs import XferLog
+from pyftps.server.metrics import Metrics
 from pyftps.server.quota import QuotaTracker
 from pyftps.server.throttle import SharedBandwidth
 from pyftps.storage.base import Storage
@@ -36,6 +38,9 @@ class ServerContext:
     download_bandwidth: SharedBandwidth = field(default_factory=lambda: SharedBandwidth(None))
     on_login: Callable[[Principal], None] = lambda principal: None
     connections: set[object] = field(default_factory=set)
+    metrics: Metrics = field(default_factory=lambda: Metrics(process_metrics=False))
+    xferlog: XferLog | None = None
+    running_transfers: int = 0  # read by the pyftps_transfers_active gauge
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_session_id(self) -> str:

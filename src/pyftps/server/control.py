@@ -16,6 +16,7 @@ import contextlib
 import logging
 import socket
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from pyftps.auth.base import Principal
@@ -28,6 +29,7 @@ from pyftps.proto.session import ServerSession
 from pyftps.server.context import ServerContext
 from pyftps.server.data import DataChannel, PendingData
 from pyftps.server.guard import BANNED
+from pyftps.server.logs import CommandTracker, command_log, xfer_entry
 from pyftps.server.ops import authenticate, run_storage_op
 from pyftps.server.transfers import TransferRunner
 from pyftps.storage.base import Storage
@@ -35,6 +37,7 @@ from pyftps.tls.channel import TLSChannel
 from pyftps.tls.contexts import TLSError, wrap_data_socket
 
 log = logging.getLogger("pyftps.session")
+command_logger = logging.getLogger("pyftps.command")
 
 
 class ControlConnection(asyncio.Protocol):
@@ -65,6 +68,8 @@ class ControlConnection(asyncio.Protocol):
         self._transfer: TransferRunner | None = None
         self._counted_ip: str | None = None  # holds a slot in the per-IP connection count
         self._counted_user: str | None = None  # holds a slot in the per-user session count
+        self._commands = CommandTracker()  # pairs commands with final replies (logs, latency)
+        self._tls_started = 0.0
         self._proxy: ProxyHeaderParser | None = None  # set while a trusted proxy's header is awaited
         self.via: str | None = None  # the load balancer the client came through, if any
         self.closed = False
@@ -119,12 +124,14 @@ class ControlConnection(asyncio.Protocol):
             if not self.implicit:  # an implicit client expects TLS first: it just sees the close
                 self.transport.write(refusal.line())
             self.transport.close()
+            self.server.metrics.connection_refused("banned" if refusal is BANNED else "limit")
             log.info("session %s: refused %s: %s", self.id, ip, refusal.text)
             self._shutdown("refused")
             return
         self._counted_ip = ip
         self.server.connections.add(self)
-        policy = config.session
+        self.server.metrics.session_opened(self._mode)
+        policy = replace(config.session, trace_commands=True)
         self.session = ServerSession(
             policy,
             implicit=self.implicit,
@@ -187,6 +194,7 @@ class ControlConnection(asyncio.Protocol):
             self._abort_connection("no TLS context")
             return
         self.tls = TLSChannel.server(context)
+        self._tls_started = self.loop.time()
         self._arm_guard(self.config.handshake_timeout, "TLS handshake timeout")
         if initial:
             self.tls.feed(initial)
@@ -226,6 +234,8 @@ class ControlConnection(asyncio.Protocol):
         self.tls_control_session_id = session_obj.id if session_obj is not None else None
         info = a.TLSInfo(version=tls.version or "", cipher=(tls.cipher or ("", "", 0))[0], sni=tls.sni)
         log.info("session %s: TLS established (%s, %s)", self.id, info.version, info.cipher)
+        seconds = self.loop.time() - self._tls_started
+        self.server.metrics.tls_handshake("control", info.version, info.cipher, seconds)
         self._disarm_guard()
         assert self.session is not None
         self._call(self.session.tls_established, info)
@@ -286,6 +296,11 @@ class ControlConnection(asyncio.Protocol):
         match action:
             case a.SendReply(reply):
                 self._send(reply.to_bytes())
+                self._replied(reply.code)
+            case a.CommandStarted(verb, arg):
+                state = self.session.state if self.session is not None else None
+                user = (state.user or state.pending_user) if state is not None else None
+                self._commands.begin(verb, arg, self.loop.time(), user)
             case a.SendRaw(data):
                 self._send(data)
             case a.StartTLS(initial):
@@ -312,6 +327,25 @@ class ControlConnection(asyncio.Protocol):
                 self._release_user()
             case a.Close():
                 self._close_gracefully()
+
+    def _replied(self, code: int) -> None:
+        """Count the reply; a final reply also ends its command: latency histogram and command log."""
+        metrics = self.server.metrics
+        metrics.reply(code)
+        done = self._commands.reply(code, self.loop.time())
+        if done is None:
+            return
+        metrics.command(done.verb, done.seconds)
+        command_log(
+            command_logger,
+            session=self.id,
+            peer=str(self.peer[0]),
+            user=done.user,
+            verb=done.verb,
+            arg=done.arg,
+            code=done.code,
+            seconds=done.seconds,
+        )
 
     def _take_carry(self) -> bytes:
         carry, self._carry = self._carry, b""
@@ -388,8 +422,10 @@ class ControlConnection(asyncio.Protocol):
         if login.principal is None:
             if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:
                 ban = server.guard.record_failure(ip, self.loop.time())
+                server.metrics.login(False)
                 log.info("session %s: failed login from %s", self.id, ip)
                 if ban is not None:
+                    server.metrics.ban()
                     log.warning("session %s: banning %s for %.0f s after repeated failures", self.id, ip, ban)
                     return a.OpFailed(BANNED.code, BANNED.text)
             return login.result
@@ -398,6 +434,7 @@ class ControlConnection(asyncio.Protocol):
         if refusal is not None:
             return a.OpFailed(refusal.code, refusal.text)
         server.guard.record_success(ip, self.loop.time())
+        server.metrics.login(True)
         self._release_user()
         self._counted_user = name
         self.principal = login.principal
@@ -424,12 +461,40 @@ class ControlConnection(asyncio.Protocol):
 
     async def _run_transfer(self, runner: TransferRunner) -> None:
         assert self.session is not None
+        started = self.loop.time()
+        self.server.running_transfers += 1
         try:
             outcome = await runner.run()
         finally:
             self._transfer = None
+            self.server.running_transfers -= 1
+        self._record_transfer(runner.transfer, outcome, self.loop.time() - started)
         if not self.closed:
             self._call(self.session.transfer_done, outcome)
+
+    def _record_transfer(self, transfer: a.Transfer, outcome: a.TransferOutcome, seconds: float) -> None:
+        server, moved = self.server, outcome.bytes_done
+        result = "ok" if outcome.ok else "aborted" if outcome.aborted else "failed"
+        server.metrics.transfer(
+            transfer.kind.value,
+            result,
+            bytes_in=moved if transfer.kind.upload else 0,
+            bytes_out=0 if transfer.kind.upload else moved,
+            prot="P" if transfer.protect else "C",
+            seconds=seconds,
+        )
+        if server.xferlog is not None:
+            user = self.principal.name if self.principal is not None else ""
+            entry = xfer_entry(
+                transfer,
+                outcome,
+                remote_host=str(self.peer[0]),
+                username=user,
+                seconds=seconds,
+                tls=self.tls_control_session_id is not None or self.tls is not None,
+            )
+            if entry is not None:
+                server.xferlog.write(entry)
 
     def _data_accepted(self, sock: socket.socket) -> PendingData:
         """A passive data connection arrived: under PROT P start the TLS handshake right away."""
@@ -510,6 +575,9 @@ class ControlConnection(asyncio.Protocol):
         ip, self._counted_ip = self._counted_ip, None
         if ip is not None:
             self.server.counter.close(ip)
+            self.server.metrics.session_closed(self._mode)
+        if self.tls is not None and not self.tls.handshake_complete:
+            self.server.metrics.tls_handshake_failed("control")  # error, timeout or peer gone
         if self._transfer is not None:
             self._transfer.abort()  # losing the control connection acts as ABOR (RFC 959 §4.1.1)
         if self.data is not None:

@@ -125,6 +125,7 @@ class TransferRunner:
                 session_id=conn.id,
                 bucket=None if bucket.unlimited else bucket,
                 quota=reservation,
+                metrics=server.metrics,
             )
             if self._aborted:
                 self._worker.abort()

@@ -24,6 +24,7 @@ from pyftps.proto.actions import Transfer, TransferOutcome
 from pyftps.proto.ascii import AsciiDecoder, AsciiEncoder
 from pyftps.proto.codes import ReplyCode
 from pyftps.server.errors import reply_for
+from pyftps.server.metrics import Metrics
 from pyftps.server.quota import UploadReservation
 from pyftps.server.throttle import TokenBucket
 from pyftps.storage.base import ReadStream, WriteStream
@@ -70,6 +71,7 @@ class DataWorker:
         session_id: str = "-",
         bucket: TokenBucket | None = None,
         quota: UploadReservation | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.transfer = transfer
         self._sock: socket.socket = sock
@@ -83,6 +85,7 @@ class DataWorker:
         self._bucket = bucket  # bandwidth limit shared by this user's transfers in this direction
         self._quota = quota
         self._written = 0
+        self._metrics = metrics
         self.reuse_verdict: ReuseVerdict | None = None
 
     def abort(self) -> None:
@@ -128,6 +131,7 @@ class DataWorker:
             self._sock.settimeout(self._idle_timeout)
             return self._sock
         tls = self._tls
+        started = time.monotonic()
         try:
             if handshake is not None:
                 handshake.result()  # started at accept time; bounded by the socket's own timeout
@@ -139,6 +143,8 @@ class DataWorker:
                 conn.do_handshake()
         except (ssl.SSLError, OSError) as error:
             self._check_abort()
+            if self._metrics is not None:
+                self._metrics.tls_handshake_failed("data")
             reason = (
                 ssl_error_text(error) if isinstance(error, ssl.SSLError) else str(error) or "connection lost"
             )
@@ -147,6 +153,10 @@ class DataWorker:
                 f"TLS negotiation on the data connection failed: {reason}.",
             ) from None
         assert isinstance(conn, ssl.SSLSocket)
+        if self._metrics is not None:
+            cipher = conn.cipher()
+            seconds = time.monotonic() - started  # a handshake begun at accept time: only the wait
+            self._metrics.tls_handshake("data", conn.version() or "", cipher[0] if cipher else "", seconds)
         self._check_reuse(tls, conn)
         conn.settimeout(self._idle_timeout)
         return conn
@@ -159,6 +169,8 @@ class DataWorker:
         """
         verdict = data_session_matches(tls.control_session_id, conn)
         self.reuse_verdict = verdict
+        if self._metrics is not None:
+            self._metrics.data_reuse(verdict)
         if (
             verdict in (ReuseVerdict.SAME_SESSION, ReuseVerdict.REUSED_UNVERIFIED)
             or tls.reuse is ReusePolicy.OFF
