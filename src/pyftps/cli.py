@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pyftps.client.commands import add_client_commands
 
     add_client_commands(sub)
+    from pyftps.client.doctor import add_doctor_command
+
+    add_doctor_command(sub)
     return parser
 
 
@@ -156,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     from pyftps.client.commands import run_client_command
 
     code = run_client_command(args)
+    if code is not None:
+        return code
+    from pyftps.client.doctor import run_doctor
+
+    code = run_doctor(args)
     if code is not None:
         return code
     if args.command == "serve":

@@ -171,18 +171,20 @@ class _Refused(Exception):
 async def open_data(client: Client, verb: str, arg: str | None, *, rest: int = 0) -> DataConnection:
     """Set up the data connection, send ``REST`` (if any) and the transfer command; TLS is up on return.
 
-    A 521/522/534 refusal under PROT C is retried once after ``PROT P`` (RFC 4217 §10.4; check 126).
+    A 521/522/534 refusal under PROT C is retried once after ``PROT P`` (RFC 4217 §10.4; check 126);
+    on an implicit session, once after ``PBSZ 0`` + ``PROT P`` (servers that do not assume them).
     """
     session = client._session
     try:
         return await _open_once(client, verb, arg, rest)
     except _Refused as refused:
-        if (
-            refused.reply.code not in _PROT_REFUSED
-            or session.prot != "C"
-            or session.security is not Security.TLS
-        ):
+        explicit_clear = session.prot == "C" and session.security is Security.TLS
+        implicit = session.security is Security.IMPLICIT and not session.implicit_protection_fallback
+        if refused.reply.code not in _PROT_REFUSED or not (explicit_clear or implicit):
             raise error_for_reply(refused.reply) from None
+    if session.security is Security.IMPLICIT:
+        session.allow_implicit_protection()  # vsftpd's implicit mode wants them anyway
+        await client._ctl.command("PBSZ", "0")
     await client._ctl.command("PROT", "P")
     try:
         return await _open_once(client, verb, arg, rest)

@@ -219,6 +219,16 @@ class ClientSession:
         self._pending.append((verb, arg))
         return data
 
+    implicit_protection_fallback = False
+
+    def allow_implicit_protection(self) -> None:
+        """Let PBSZ 0 / PROT P through on an implicit session whose server refused a transfer.
+
+        MS-FTPS §3.1.5.1 says a client must not send them, but vsftpd's implicit mode does not
+        assume PROT P and answers 522 until it gets them; only after such a refusal do we send them.
+        """
+        self.implicit_protection_fallback = True
+
     def _check_may_send(self, verb: str, arg: str | None) -> None:
         if self.closed:
             raise CommandRefused(verb, "the server closed the control connection")
@@ -229,7 +239,7 @@ class ClientSession:
         if self._pending and not (verb in _DURING_TRANSFER and self._pending[0][0] in TRANSFER_VERBS):
             raise CommandRefused(verb, f"{self._pending[0][0]} still awaits its reply")
         reason = GATES.get((verb, self.security), _ALLOWED)
-        if reason is not None:
+        if reason is not None and not (self.implicit_protection_fallback and verb in ("PBSZ", "PROT")):
             raise CommandRefused(verb, reason)
         if verb == "PROT" and not self.pbsz_ok:
             raise CommandRefused(verb, "PBSZ 0 must be accepted before PROT (RFC 4217 §9)")
