@@ -61,6 +61,8 @@ class ServerConfig:
     database_url: str | None = (
         None  # None: sqlite:///<state_dir>/users.db; postgresql://... shares users and bans
     )
+    anonymous_root: Path | None = None  # anonymous login (read-only) only when set
+    anonymous_write: bool = False
     proxy_trusted: tuple[str, ...] = ()  # addresses/networks whose connections start with a PROXY header
     proxy_header_timeout: float = 10.0
     drain_timeout: float = 30.0  # SIGTERM: how long running transfers may take to finish

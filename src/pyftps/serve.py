@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pyftps.auth.anonymous import AnonymousAuthenticator
 from pyftps.auth.base import Authenticator, Permission, Principal
 from pyftps.auth.passwords import generate_password
 from pyftps.auth.static import StaticAuthenticator
@@ -50,6 +51,22 @@ def pick_port(host: str, wanted: int | None, preferred: int, fallback: int) -> i
 
 
 def build_authenticator(config: ServerConfig) -> Authenticator:
+    users = _users(config)
+    if config.anonymous_root is None:
+        return users
+    config.anonymous_root.mkdir(parents=True, exist_ok=True)
+    log.warning(
+        "anonymous login is enabled (%s) on %s",
+        "read-write" if config.anonymous_write else "read-only",
+        config.anonymous_root,
+    )
+    writable = Permission.LIST | Permission.READ | Permission.WRITE | Permission.MKDIR
+    return AnonymousAuthenticator(
+        users, str(config.anonymous_root), writable if config.anonymous_write else None
+    )
+
+
+def _users(config: ServerConfig) -> Authenticator:
     if config.users:
         home = str(config.root)
         return StaticAuthenticator.from_plain(

@@ -208,6 +208,16 @@ OPTIONS: tuple[Option, ...] = (
         "list",
         "NAME:PASSWORD",
     ),
+    Option(
+        "users.anonymous_root",
+        "--anonymous-root",
+        _path,
+        None,
+        "enable read-only anonymous login, rooted here",
+    ),
+    Option(
+        "users.anonymous_write", "--anonymous-write", _bool, False, "let anonymous users upload too", "switch"
+    ),
     Option("users.database", "--database", _text, None, "user store URL: sqlite:///path or postgresql://..."),
     Option(
         "tls.cert", "--cert", _path, None, "certificate chain (PEM); default: a generated self-signed one"
@@ -427,4 +437,6 @@ def build_config(
         xferlog=values["logging.xferlog"],
         proxy_trusted=tuple(values["proxy.trusted"]),
         database_url=_database(values["users.database"]),
+        anonymous_root=values["users.anonymous_root"],
+        anonymous_write=values["users.anonymous_write"],
     )

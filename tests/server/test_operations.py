@@ -211,3 +211,33 @@ def test_metrics_logs_and_xferlog_follow_a_transfer(tmp_path: Path) -> None:
     assert "s3cret-pw" not in logs and "n0t-the-pw" not in logs
     line = xferlog.read_text().strip().split()
     assert line[-10:-5] == ["/up.bin", "b", "_", "i", "r"] and line[-1] == "c" and "50000" in line
+
+
+def test_anonymous_login_is_read_only_and_off_unless_enabled(tmp_path: Path) -> None:
+    cert = make_self_signed_cert(tmp_path / "certs")
+    public = tmp_path / "pub"
+    public.mkdir()
+    (public / "readme.txt").write_bytes(b"welcome\n")
+    port = free_port()
+    low, high = free_port_range(4)
+    base = [
+        sys.executable, "-m", "pyftps", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--implicit-port", "0",
+        "--passive-ports", f"{low}-{high}", "--cert", str(cert.cert), "--key", str(cert.key),
+        "--user", "alice:secret", "--root", str(tmp_path / "root"), "--state-dir", str(tmp_path / "state"),
+        "--login-delay", "0",
+    ]  # fmt: skip
+    options = {"user": "anonymous", "password": "guest@example.org", "cafile": str(cert.cert)}
+    with running_process(base, ready=lambda: _accepts(port), timeout=20, name="pyftps"):
+        with pytest.raises(FTPError) as refused:
+            SyncClient.connect("127.0.0.1", port, mode="explicit", **options)
+        assert refused.value.code == 530
+    with running_process([*base, "--anonymous-root", str(public)], ready=lambda: _accepts(port), timeout=20):
+        with SyncClient.connect("127.0.0.1", port, mode="explicit", **options) as client:
+            target = tmp_path / "readme.copy"
+            client.download("readme.txt", target)
+            assert target.read_bytes() == b"welcome\n"
+            with pytest.raises(FTPError) as denied:
+                client.upload(target, "upload.txt")
+            assert denied.value.code == 550
+    assert sorted(p.name for p in public.iterdir()) == ["readme.txt"]
