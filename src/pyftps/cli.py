@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from pyftps.auth.records import UserStore
+from pyftps.auth.records import CERTIFICATE_FINGERPRINTS, CERTIFICATE_SUBJECT, UserStore
 from pyftps.settings import SettingsError, add_serve_arguments, build_config, resolve
 
 
@@ -46,6 +46,15 @@ def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     state = change.add_mutually_exclusive_group()
     state.add_argument("--enable", action="store_true")
     state.add_argument("--disable", action="store_true")
+    change.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="PEM",
+        help="let this client certificate log in without a password",
+    )
+    change.add_argument(
+        "--certificate-subject", metavar="CN", help="accept verified certificates with this CN"
+    )
     for limit in ("quota-bytes", "quota-files", "upload-rate", "download-rate", "max-sessions"):
         change.add_argument(f"--{limit}", type=int, metavar="N", help="a number; -1 removes the limit")
     users.add_parser("list", help="list users")
@@ -144,6 +153,14 @@ def _set_user(store: UserStore, args: argparse.Namespace) -> None:
                 settings.pop(key, None)
             else:
                 settings[key] = value
+    if args.certificate is not None:
+        from pyftps.tls.certs import certificate_fingerprint
+
+        fingerprint = certificate_fingerprint(args.certificate.read_bytes())
+        known = list(settings.get(CERTIFICATE_FINGERPRINTS) or [])
+        settings[CERTIFICATE_FINGERPRINTS] = [*known, fingerprint] if fingerprint not in known else known
+    if args.certificate_subject is not None:
+        settings[CERTIFICATE_SUBJECT] = args.certificate_subject
     UserLimits.from_settings(settings)  # validate before writing
     store.update_user(
         args.name,

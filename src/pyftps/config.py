@@ -61,6 +61,7 @@ class ServerConfig:
     database_url: str | None = (
         None  # None: sqlite:///<state_dir>/users.db; postgresql://... shares users and bans
     )
+    client_ca_file: Path | None = None  # client certificates verified against it may log in (232)
     anonymous_root: Path | None = None  # anonymous login (read-only) only when set
     anonymous_write: bool = False
     proxy_trusted: tuple[str, ...] = ()  # addresses/networks whose connections start with a PROXY header

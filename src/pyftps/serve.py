@@ -92,7 +92,7 @@ def build_tls(config: ServerConfig) -> tuple[Path, ssl.SSLContext]:
         cert_file, key_file = ensure_self_signed(config.state_dir / "tls")
     # One ticket per control connection: the data connection's session id then proves which
     # control connection it resumed (with two, the first ticket's id differs; see tls.contexts).
-    return cert_file, server_context(cert_file, key_file, num_tickets=1)
+    return cert_file, server_context(cert_file, key_file, num_tickets=1, client_cafile=config.client_ca_file)
 
 
 def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | None = None) -> int:

@@ -224,6 +224,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("tls.key", "--key", _path, None, "private key (PEM)"),
     Option(
+        "tls.client_ca",
+        "--client-ca",
+        _path,
+        None,
+        "accept client certificates issued by (or listed in) FILE",
+    ),
+    Option(
         "tls.data_reuse",
         "--data-reuse",
         _choice(*(r.value for r in ReusePolicy)),
@@ -438,5 +445,6 @@ def build_config(
         proxy_trusted=tuple(values["proxy.trusted"]),
         database_url=_database(values["users.database"]),
         anonymous_root=values["users.anonymous_root"],
+        client_ca_file=values["tls.client_ca"],
         anonymous_write=values["users.anonymous_write"],
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,6 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pyftps.client import SyncClient
 from pyftps.client.errors import FTPError
@@ -241,3 +247,81 @@ def test_anonymous_login_is_read_only_and_off_unless_enabled(tmp_path: Path) -> 
                 client.upload(target, "upload.txt")
             assert denied.value.code == 550
     assert sorted(p.name for p in public.iterdir()) == ["readme.txt"]
+
+
+def _client_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate fit for TLS client authentication (extendedKeyUsage clientAuth)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "carol-laptop")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir()
+    cert_path, key_path = directory / "client.pem", directory / "client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def _lines(sock: ssl.SSLSocket) -> str:
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def test_a_client_certificate_mapped_to_a_user_logs_in_with_232(tmp_path: Path) -> None:
+    server_cert = make_self_signed_cert(tmp_path / "server")
+    client_cert = _client_certificate(tmp_path / "client")
+    state = tmp_path / "state"
+    user = [sys.executable, "-m", "pyftps", "user", "--state-dir", str(state)]
+    added = subprocess.run(
+        [*user, "add", "carol", "--home", str(tmp_path)],
+        input="a-password\n", capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    mapped = _pyftps("user", "--state-dir", str(state), "set", "carol", "--certificate", str(client_cert[0]))
+    assert mapped.returncode == 0, mapped.stderr
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "pyftps", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--implicit-port", "0", "--cert", str(server_cert.cert), "--key", str(server_cert.key),
+        "--state-dir", str(state), "--root", str(tmp_path), "--client-ca", str(client_cert[0]),
+        "--login-delay", "0",
+    ]  # fmt: skip
+    with running_process(argv, ready=lambda: _accepts(port), timeout=20, name="pyftps"):
+        for present_certificate, user, expected in (
+            (True, "carol", "232"),  # RFC 4217 §12.2: no PASS needed
+            (True, "admin", "331"),  # the certificate is carol's, not admin's
+            (False, "carol", "331"),
+        ):
+            context = ssl.create_default_context(cafile=str(server_cert.cert))
+            if present_certificate:
+                context.load_cert_chain(*client_cert)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                _lines(raw)  # type: ignore[arg-type]
+                raw.sendall(b"AUTH TLS\r\n")
+                assert _lines(raw).startswith("234")  # type: ignore[arg-type]
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(f"USER {user}\r\n".encode())
+                    assert _lines(tls).startswith(expected)
+                    if expected == "232":
+                        tls.sendall(b"PWD\r\n")
+                        assert _lines(tls).startswith("257")

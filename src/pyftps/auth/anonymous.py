@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyftps.auth.base import Authenticator, Permission, Principal
+from pyftps.auth.base import Authenticator, Permission, Principal, SupportsCertificateLogin
 
 ANONYMOUS_NAMES = frozenset({"anonymous", "ftp"})
 
@@ -22,3 +22,10 @@ class AnonymousAuthenticator:
         if username.lower() in ANONYMOUS_NAMES:
             return self._principal
         return self._inner.authenticate(username, password)
+
+    def authenticate_certificate(
+        self, username: str, fingerprint: str, subject: str | None
+    ) -> Principal | None:
+        if username.lower() in ANONYMOUS_NAMES or not isinstance(self._inner, SupportsCertificateLogin):
+            return None
+        return self._inner.authenticate_certificate(username, fingerprint, subject)

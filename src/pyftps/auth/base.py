@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 from pyftps.proto.permissions import Permission
 
-__all__ = ["Authenticator", "Permission", "Principal", "UserLimits"]
+__all__ = ["Authenticator", "Permission", "Principal", "SupportsCertificateLogin", "UserLimits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,15 @@ class Principal:
     home: str  # backend location of the user's root (a directory for the local backend)
     permissions: Permission = Permission.all()  # noqa: RUF009 - immutable flag value
     limits: UserLimits = UserLimits()
+
+
+@runtime_checkable
+class SupportsCertificateLogin(Protocol):
+    """Authenticators that accept a verified TLS client certificate instead of a password (RFC 4217 §12.2)."""
+
+    def authenticate_certificate(
+        self, username: str, fingerprint: str, subject: str | None
+    ) -> Principal | None: ...
 
 
 class Authenticator(Protocol):

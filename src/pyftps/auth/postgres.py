@@ -28,6 +28,7 @@ from pyftps.auth.records import (
     UserExists,
     UserRecord,
     UserStoreError,
+    certificate_login,
     decide_login,
     is_storable_name,
     new_user_row,
@@ -310,6 +311,16 @@ class PostgresUserStore:
         )
         query = sql.SQL("UPDATE users SET {} WHERE name = %s").format(assignments)
         self._modify(name, query, (*changes.values(), name))
+
+    def authenticate_certificate(
+        self, username: str, fingerprint: str, subject: str | None
+    ) -> Principal | None:
+        """A verified client certificate listed in the user's settings logs in without a password."""
+        try:
+            record = self.get_user(username)
+        except (ValueError, UnicodeError):
+            return None
+        return certificate_login(record, fingerprint, subject)
 
     def get_user(self, name: str) -> UserRecord | None:
         """The account called *name*, or None."""

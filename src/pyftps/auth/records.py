@@ -115,6 +115,23 @@ class UserRecord:
         )
 
 
+CERTIFICATE_FINGERPRINTS = "certificate_fingerprints"  # settings key: SHA-256 fingerprints ("AB:CD:...")
+CERTIFICATE_SUBJECT = "certificate_subject"  # settings key: a certificate subject CN to accept
+
+
+def certificate_login(record: UserRecord | None, fingerprint: str, subject: str | None) -> Principal | None:
+    """The principal when an enabled user's settings name this verified client certificate."""
+    if record is None or not record.enabled:
+        return None
+    fingerprints = record.settings.get(CERTIFICATE_FINGERPRINTS) or []
+    wanted_subject = record.settings.get(CERTIFICATE_SUBJECT)
+    if fingerprint.upper() in (str(f).upper() for f in fingerprints):
+        return record.principal()
+    if subject is not None and wanted_subject is not None and subject == wanted_subject:
+        return record.principal()
+    return None
+
+
 class UserStore(Protocol):
     """What every user store offers: administration plus the ``Authenticator`` entry point."""
 

@@ -26,6 +26,7 @@ from pyftps.auth.records import (
     UserExists,
     UserRecord,
     UserStoreError,
+    certificate_login,
     decide_login,
     is_storable_name,
     new_user_row,
@@ -258,6 +259,16 @@ class SqliteUserStore:
         # Column names come from the fixed keys above, never from the caller, so formatting is safe.
         assignments = ", ".join(f"{column} = ?" for column in changes)
         self._modify(name, f"UPDATE users SET {assignments} WHERE name = ?", (*changes.values(), name))
+
+    def authenticate_certificate(
+        self, username: str, fingerprint: str, subject: str | None
+    ) -> Principal | None:
+        """A verified client certificate listed in the user's settings logs in without a password."""
+        try:
+            record = self.get_user(username)
+        except (ValueError, UnicodeError):
+            return None
+        return certificate_login(record, fingerprint, subject)
 
     def get_user(self, name: str) -> UserRecord | None:
         if not is_storable_name(name):  # no such account can exist (and sqlite3 cannot bind surrogates)

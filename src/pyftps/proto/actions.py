@@ -23,6 +23,15 @@ class Authenticate:
 
 
 @dataclass(frozen=True, slots=True)
+class CertificateLogin:
+    """Log ``username`` in with the verified TLS client certificate instead of a password."""
+
+    username: str
+    fingerprint: str
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatPath:
     path: str
 
@@ -134,6 +143,7 @@ class Transfer:
 
 Op = (
     Authenticate
+    | CertificateLogin
     | StatPath
     | ListNames
     | MakeDir
@@ -274,3 +284,5 @@ class TLSInfo:
     version: str = ""
     cipher: str = ""
     sni: str | None = None
+    client_fingerprint: str | None = None  # SHA-256 of a client certificate the TLS layer verified
+    client_subject: str | None = None  # its subject common name

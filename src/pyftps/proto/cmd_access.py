@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 from pyftps.proto.actions import (
     Action,
     Authenticate,
+    CertificateLogin,
     Close,
     DropDataChannel,
     LoginAccepted,
     OpFailed,
+    OpOk,
     OpResult,
     Sleep,
 )
@@ -36,7 +38,21 @@ def user(s: ServerSession, cmd: Command) -> list[Action]:
     actions = s.reset_login()  # a new USER flushes the old login, keeps transfer parameters (959 §4.1.1)
     s.state.pending_user = cmd.arg
     s.state.login = LoginState.NEED_PASS
+    info = s.tls_info if s.state.tls.protected else None
+    if info is not None and info.client_fingerprint is not None and cmd.arg:
+        # RFC 4217 §12.2 / RFC 2228 §4: a certificate mapped to this user logs in with 232, no PASS.
+        login = CertificateLogin(cmd.arg, info.client_fingerprint, info.client_subject)
+        return actions + s.run(login, lambda result: _certificate_result(s, result))
     return actions + s.reply(ReplyCode.NEED_PASSWORD, "Password required.")
+
+
+def _certificate_result(s: ServerSession, result: OpResult) -> list[Action]:
+    if isinstance(result, OpOk) and isinstance(result.value, LoginAccepted):
+        s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
+        s.state.user, s.state.permissions = result.value.name, result.value.permissions
+        s.state.cwd = "/"
+        return s.reply(ReplyCode.LOGGED_IN_SECURITY, "Logged in, authorized by the TLS client certificate.")
+    return s.reply(ReplyCode.NEED_PASSWORD, "Password required.")  # the certificate is not this user's
 
 
 def password(s: ServerSession, cmd: Command) -> list[Action]:

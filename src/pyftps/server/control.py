@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from pyftps.auth.base import Principal
+from pyftps.auth.base import Principal, SupportsCertificateLogin
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
 from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
@@ -33,6 +33,7 @@ from pyftps.server.logs import CommandTracker, command_log, xfer_entry
 from pyftps.server.ops import authenticate, run_storage_op
 from pyftps.server.transfers import TransferRunner
 from pyftps.storage.base import Storage
+from pyftps.tls.certs import certificate_fingerprint
 from pyftps.tls.channel import TLSChannel
 from pyftps.tls.contexts import TLSError, wrap_data_socket
 
@@ -232,7 +233,14 @@ class ControlConnection(asyncio.Protocol):
     def _tls_established(self, tls: TLSChannel) -> None:
         session_obj = tls.session
         self.tls_control_session_id = session_obj.id if session_obj is not None else None
-        info = a.TLSInfo(version=tls.version or "", cipher=(tls.cipher or ("", "", 0))[0], sni=tls.sni)
+        fingerprint, subject = _client_certificate(tls)
+        info = a.TLSInfo(
+            version=tls.version or "",
+            cipher=(tls.cipher or ("", "", 0))[0],
+            sni=tls.sni,
+            client_fingerprint=fingerprint,
+            client_subject=subject,
+        )
         log.info("session %s: TLS established (%s, %s)", self.id, info.version, info.cipher)
         seconds = self.loop.time() - self._tls_started
         self.server.metrics.tls_handshake("control", info.version, info.cipher, seconds)
@@ -395,6 +403,8 @@ class ControlConnection(asyncio.Protocol):
         result: a.OpResult
         if isinstance(op, a.Authenticate):
             result = await self._login(op)
+        elif isinstance(op, a.CertificateLogin):
+            result = await self._certificate_login(op)
         elif isinstance(op, a.OpenPassive):
             result = self._open_passive()
         elif self.storage is None:
@@ -429,19 +439,43 @@ class ControlConnection(asyncio.Protocol):
                     log.warning("session %s: banning %s for %.0f s after repeated failures", self.id, ip, ban)
                     return a.OpFailed(BANNED.code, BANNED.text)
             return login.result
-        name = login.principal.name
-        refusal = server.counter.try_login(name)
+        return self._accept_login(login.principal, login.result)
+
+    async def _certificate_login(self, op: a.CertificateLogin) -> a.OpResult:
+        """USER with a verified client certificate: 232 when the user's record names it (RFC 4217 §12.2)."""
+        authenticator = self.server.authenticator
+        if not isinstance(authenticator, SupportsCertificateLogin):
+            return a.OpFailed(ReplyCode.NEED_PASSWORD, "Password required.")
+        try:
+            principal = await self.loop.run_in_executor(
+                self.server.op_executor,
+                authenticator.authenticate_certificate,
+                op.username,
+                op.fingerprint,
+                op.subject,
+            )
+        except Exception as error:
+            log.error("session %s: certificate login failed", self.id, exc_info=error)
+            principal = None
+        if principal is None:
+            return a.OpFailed(ReplyCode.NEED_PASSWORD, "Password required.")
+        accepted = a.OpOk(a.LoginAccepted(principal.name, principal.permissions))
+        return self._accept_login(principal, accepted)
+
+    def _accept_login(self, principal: Principal, result: a.OpResult) -> a.OpResult:
+        server, ip = self.server, str(self.peer[0])
+        refusal = server.counter.try_login(principal.name)
         if refusal is not None:
             return a.OpFailed(refusal.code, refusal.text)
         server.guard.record_success(ip, self.loop.time())
         server.metrics.login(True)
         self._release_user()
-        self._counted_user = name
-        self.principal = login.principal
-        self.storage = server.storage_for(login.principal)
-        server.on_login(login.principal)
-        log.info("session %s: user %s logged in from %s", self.id, name, ip)
-        return login.result
+        self._counted_user = principal.name
+        self.principal = principal
+        self.storage = server.storage_for(principal)
+        server.on_login(principal)
+        log.info("session %s: user %s logged in from %s", self.id, principal.name, ip)
+        return result
 
     def _release_user(self) -> None:
         user, self._counted_user = self._counted_user, None
@@ -585,3 +619,19 @@ class ControlConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         log.info("session %s: closed (%s)", self.id, reason)
+
+
+def _client_certificate(tls: TLSChannel) -> tuple[str | None, str | None]:
+    """Fingerprint and subject CN of a client certificate, only when the TLS layer verified it."""
+    der = tls.peer_certificate_der
+    if not der:
+        return None, None
+    try:
+        details = tls.ssl_object.getpeercert()  # empty unless the chain was verified (CERT_OPTIONAL)
+    except ValueError:
+        return None, None
+    if not details:
+        return None, None
+    names = [pair for rdn in details.get("subject", ()) for pair in rdn if isinstance(pair, tuple)]
+    subject = next((value for key, value in names if key == "commonName"), None)
+    return certificate_fingerprint(der), str(subject) if subject else None
