@@ -31,7 +31,13 @@ from pyftps.client.errors import (
 from pyftps.client.transport import CHUNK, Stream
 from pyftps.proto.client_session import Security
 from pyftps.proto.errors import RemoteProtocolError
-from pyftps.proto.grammar import format_eprt_arg, format_port_arg, parse_epsv_reply, parse_pasv_reply
+from pyftps.proto.grammar import (
+    format_eprt_arg,
+    format_port_arg,
+    parse_epsv_reply,
+    parse_pasv_reply,
+    same_host,
+)
 from pyftps.proto.replies import Reply
 from pyftps.tls.contexts import TLSError, TLSTruncatedError
 
@@ -63,12 +69,6 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
-
-
-def same_host(a: str, b: str) -> bool:
-    """Compare two addresses, seeing through IPv4-mapped IPv6 forms."""
-    left, right = _address(a), _address(b)
-    return left is not None and left == right
 
 
 def pasv_host(announced: str, control_peer: str) -> str:

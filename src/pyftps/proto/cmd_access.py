@@ -22,7 +22,7 @@ from pyftps.proto.actions import (
     Sleep,
 )
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.grammar import parse_host_arg
+from pyftps.proto.grammar import canonical_host, parse_host_arg, same_host
 from pyftps.proto.session import LoginState
 
 if TYPE_CHECKING:
@@ -106,12 +106,8 @@ def host(s: ServerSession, cmd: Command) -> list[Action]:
         return s.reply(ReplyCode.BAD_SEQUENCE, "HOST must be sent before login (RFC 7151).")
     name = parse_host_arg((cmd.arg or "").strip())
     literal = name.strip("[]")
-    try:
-        address = ipaddress.ip_address(literal)
-    except ValueError:
-        address = None
-    if address is not None:
-        if address != _address(s.local_host):
+    if canonical_host(literal) != literal or _is_address(literal):
+        if not same_host(literal, s.local_host):
             return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, "That address is not this server's.")
     elif s.policy.host_names and name not in s.policy.host_names:
         return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, "Unknown virtual host.")
@@ -123,11 +119,9 @@ def host(s: ServerSession, cmd: Command) -> list[Action]:
     return actions + s.reply(ReplyCode.SERVICE_READY, f"Host {name} accepted.")
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _is_address(text: str) -> bool:
     try:
-        address = ipaddress.ip_address(text)
+        ipaddress.ip_address(text)
     except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
+        return False
+    return True

@@ -7,7 +7,6 @@ host or to a port below 1024); the PROT level is checked only when a transfer co
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from pyftps.proto.actions import (
 from pyftps.proto.codes import ReplyCode
 from pyftps.proto.grammar import (
     TransferType,
+    canonical_host,
     format_epsv_reply_text,
     format_pasv_reply_text,
     parse_eprt_arg,
@@ -36,6 +36,7 @@ from pyftps.proto.grammar import (
     parse_rest_arg,
     parse_stru_arg,
     parse_type_arg,
+    same_host,
 )
 from pyftps.proto.permissions import Permission
 from pyftps.proto.replies import Reply
@@ -106,7 +107,7 @@ def _passive_opened(s: ServerSession, result: OpResult, *, extended: bool) -> li
     s.state.passive_ready, s.state.active = True, None
     if extended:
         return s.reply(ReplyCode.ENTERING_EXTENDED_PASSIVE, format_epsv_reply_text(result.value))
-    host = s.policy.passive_address or _ipv4_text(s.local_host)
+    host = s.policy.passive_address or canonical_host(s.local_host)
     return s.reply(ReplyCode.ENTERING_PASSIVE, format_pasv_reply_text(host, result.value))
 
 
@@ -125,27 +126,13 @@ def eprt(s: ServerSession, cmd: Command) -> list[Action]:
 
 
 def _set_active(s: ServerSession, host: str, number: int, verb: str) -> list[Action]:
-    if not s.policy.allow_foreign_data_address and _normal(host) != _normal(s.peer_host):
+    if not s.policy.allow_foreign_data_address and not same_host(host, s.peer_host):
         # RFC 2577 §2-3 (bounce attack); PROJ: only the client's own address.
         return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, f"{verb} must name your own address.")
     if number < 1024 and not s.policy.allow_low_data_ports:
         return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, f"{verb} to a port below 1024 is refused.")
     s.state.active, s.state.passive_ready = (host, number), False
     return [DropDataChannel(), *s.reply(ReplyCode.OK, f"{verb} command successful.")]
-
-
-def _normal(host: str) -> str:
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return str(address.ipv4_mapped)
-    return str(address)
-
-
-def _ipv4_text(host: str) -> str:
-    return _normal(host)
 
 
 # ---------------------------------------------------------------- transfers

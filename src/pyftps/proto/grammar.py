@@ -436,3 +436,23 @@ def parse_feat_reply(lines: Sequence[str]) -> dict[str, str]:
             params = previous.rstrip(";") + ";" + params
         features[label] = params or previous or ""
     return features
+
+
+def canonical_host(host: str) -> str:
+    """An address as text with IPv4-mapped IPv6 (``::ffff:a.b.c.d``) and zone ids seen through.
+
+    Dual-stack listeners report IPv4 peers in the mapped form; comparisons of control, data and
+    PORT addresses (RFC 2577) must treat both forms as one host. Non-addresses come back unchanged.
+    """
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether two addresses name the same host (see :func:`canonical_host`)."""
+    return canonical_host(a) == canonical_host(b)

@@ -10,12 +10,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
-import ipaddress
 import logging
 import random
 import socket
 from collections.abc import Callable
 
+from pyftps.proto.grammar import same_host
 from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
 
 log = logging.getLogger("pyftps.data")
@@ -45,21 +45,6 @@ class PendingData:
 
 
 OnAccepted = Callable[[socket.socket], PendingData]
-
-
-def same_host(a: str, b: str) -> bool:
-    """Compare two addresses, seeing through IPv4-mapped IPv6 forms."""
-    return _normal(a) == _normal(b)
-
-
-def _normal(host: str) -> str:
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return str(address.ipv4_mapped)
-    return str(address)
 
 
 def _settle(task: asyncio.Task[PendingData]) -> None:
