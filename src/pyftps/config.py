@@ -48,6 +48,8 @@ class ServerConfig:
     data_connect_timeout: float = 30.0  # waiting for the data connection (accept or connect)
     data_idle_timeout: float = 120.0  # no byte moving on a data connection for this long → 426
     tls_close_timeout: float = 5.0  # waiting for the peer's close_notify after CCC/REIN
+    s3_endpoint: str | None = None  # for users whose home is s3://bucket/prefix (AWS when None)
+    s3_region: str | None = None
     fsync: bool = True  # fsync an upload before its 226 (issue: no acknowledged file lost)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # global, per IP, per user
     bans: BanPolicy = field(default_factory=BanPolicy)  # failed logins per address (RFC 2577 §5)
@@ -62,6 +64,7 @@ class ServerConfig:
         None  # None: sqlite:///<state_dir>/users.db; postgresql://... shares users and bans
     )
     client_ca_file: Path | None = None  # client certificates verified against it may log in (232)
+    credential_cache_ttl: float = 60.0  # seconds a verified password skips argon2id (0 disables)
     anonymous_root: Path | None = None  # anonymous login (read-only) only when set
     anonymous_write: bool = False
     proxy_trusted: tuple[str, ...] = ()  # addresses/networks whose connections start with a PROXY header

@@ -218,6 +218,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "users.anonymous_write", "--anonymous-write", _bool, False, "let anonymous users upload too", "switch"
     ),
+    Option(
+        "storage.s3_endpoint",
+        "--s3-endpoint",
+        _text,
+        None,
+        "S3 endpoint URL for s3:// homes (MinIO, SeaweedFS)",
+    ),
+    Option("storage.s3_region", "--s3-region", _text, None, "S3 region for s3:// homes"),
+    Option(
+        "users.cache_ttl", "--credential-cache", _seconds, 60.0, "seconds a verified password skips argon2id"
+    ),
     Option("users.database", "--database", _text, None, "user store URL: sqlite:///path or postgresql://..."),
     Option(
         "tls.cert", "--cert", _path, None, "certificate chain (PEM); default: a generated self-signed one"
@@ -445,6 +456,9 @@ def build_config(
         proxy_trusted=tuple(values["proxy.trusted"]),
         database_url=_database(values["users.database"]),
         anonymous_root=values["users.anonymous_root"],
+        credential_cache_ttl=values["users.cache_ttl"],
         client_ca_file=values["tls.client_ca"],
+        s3_endpoint=values["storage.s3_endpoint"],
+        s3_region=values["storage.s3_region"],
         anonymous_write=values["users.anonymous_write"],
     )

@@ -1,0 +1,70 @@
+"""A cache of recently verified credentials, so repeat logins skip the argon2id cost (and nothing else).
+
+Only successes are cached, keyed by the user name and an HMAC of the password under a random
+per-process key: the password itself is never kept, and a wrong password or an unknown user always
+takes the full, equal-time path of the store behind (RFC 2577 §7 timing still holds, because a hit
+needs the right password). Entries expire after ``ttl`` seconds, so a password change, a disabled
+account or a changed home reaches every node within that time; :meth:`forget` drops a user at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from pyftps.auth.base import Authenticator, Principal, SupportsCertificateLogin
+
+
+class CachingAuthenticator:
+    def __init__(
+        self,
+        inner: Authenticator,
+        *,
+        ttl: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, bytes], tuple[float, Principal]] = OrderedDict()
+
+    def authenticate(self, username: str, password: str) -> Principal | None:
+        key = (username, self._digest(password))
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > now:
+                self._entries.move_to_end(key)
+                return entry[1]
+        principal = self._inner.authenticate(username, password)
+        if principal is not None and self._ttl > 0:
+            with self._lock:
+                self._entries[key] = (now + self._ttl, principal)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max:
+                    self._entries.popitem(last=False)
+        return principal
+
+    def authenticate_certificate(
+        self, username: str, fingerprint: str, subject: str | None
+    ) -> Principal | None:
+        if not isinstance(self._inner, SupportsCertificateLogin):
+            return None
+        return self._inner.authenticate_certificate(username, fingerprint, subject)
+
+    def forget(self, username: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == username]:
+                del self._entries[key]
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
