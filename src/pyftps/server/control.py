@@ -499,6 +499,12 @@ class ControlConnection(asyncio.Protocol):
         self.server.running_transfers += 1
         try:
             outcome = await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # whatever goes wrong, the session gets an outcome, or it waits forever
+            log.error("session %s: transfer failed unexpectedly", self.id, exc_info=error)
+            moved = runner.transfer.progress.bytes_done
+            outcome = a.TransferOutcome(moved, ReplyCode.LOCAL_ERROR, "Local error in processing.")
         finally:
             self._transfer = None
             self.server.running_transfers -= 1

@@ -41,6 +41,12 @@ class PendingData:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes a handshake blocked in another thread
+        handshake = self.handshake
+        if handshake is not None and not handshake.done():
+            # Closing now would free the descriptor while the handshake thread still uses it; the
+            # number could be reused by the next socket. Close once that thread has let go.
+            handshake.add_done_callback(lambda _: self.sock.close())
+            return
         self.sock.close()
 
 
@@ -148,11 +154,17 @@ class DataChannel:
                     conn, address = await asyncio.wait_for(loop.sock_accept(listener), remaining)
                 except TimeoutError:
                     raise DataConnectionError("timed out waiting for the data connection") from None
+                except OSError as error:  # EMFILE under a flood, for one: a 425, not a wedged session
+                    raise DataConnectionError(f"cannot accept the data connection: {error}") from None
                 client: str | None = address[0]
                 if self._trusted_proxies and is_trusted(address[0], self._trusted_proxies):
                     client = await self._proxied_client(conn, deadline)
                 if client is not None and (self._allow_foreign or same_host(client, self._peer_host)):
-                    return self._on_accepted(conn)
+                    try:
+                        return self._on_accepted(conn)
+                    except OSError as error:  # the client's own connection died as it arrived (reset)
+                        conn.close()
+                        raise DataConnectionError(f"the data connection failed: {error}") from None
                 log.warning("refused a data connection from %s (control peer is %s)", client, self._peer_host)
                 conn.close()
         finally:
