@@ -36,12 +36,12 @@ def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     users = p.add_subparsers(dest="action", required=True)
     add = users.add_parser("add", help="add a user (password read from a prompt or stdin)")
     add.add_argument("name")
-    add.add_argument("--home", type=Path, required=True, help="the user's root directory")
+    add.add_argument("--home", required=True, help="the user's root: a directory or s3://bucket/prefix")
     add.add_argument("--perms", default="all", help="'all', 'ro' or a list such as list,read,write")
     users.add_parser("del", help="delete a user").add_argument("name")
     change = users.add_parser("set", help="change a user's home, permissions, state or limits")
     change.add_argument("name")
-    change.add_argument("--home", type=Path)
+    change.add_argument("--home", help="a directory or s3://bucket/prefix")
     change.add_argument("--perms")
     state = change.add_mutually_exclusive_group()
     state.add_argument("--enable", action="store_true")
@@ -122,7 +122,7 @@ def run_user(args: argparse.Namespace) -> int:
         try:
             if args.action == "add":
                 password = _read_password(f"Password for {args.name}: ")
-                store.add_user(args.name, password, str(args.home.resolve()), Permission.parse(args.perms))
+                store.add_user(args.name, password, _home(args.home), Permission.parse(args.perms))
             elif args.action == "del":
                 store.delete_user(args.name)
             elif args.action == "set":
@@ -137,6 +137,16 @@ def run_user(args: argparse.Namespace) -> int:
             print(f"pyftps: {error}", file=sys.stderr)
             return 1
     return 0
+
+
+def _home(text: str) -> str:
+    """A directory is stored absolute; an s3://bucket/prefix home as given (checked)."""
+    if text.startswith("s3://"):
+        from pyftps.storage.factory import S3Location
+
+        S3Location.parse(text)
+        return text
+    return str(Path(text).expanduser().resolve())
 
 
 def _set_user(store: UserStore, args: argparse.Namespace) -> None:
@@ -164,7 +174,7 @@ def _set_user(store: UserStore, args: argparse.Namespace) -> None:
     UserLimits.from_settings(settings)  # validate before writing
     store.update_user(
         args.name,
-        home=str(args.home.resolve()) if args.home else None,
+        home=_home(args.home) if args.home else None,
         permissions=Permission.parse(args.perms) if args.perms else None,
         enabled=True if args.enable else False if args.disable else None,
         settings=settings,

