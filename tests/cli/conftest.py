@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -137,3 +138,12 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
         return Result(code, out, err)
 
     return invoke
+
+
+@pytest.fixture(autouse=True)
+def _restore_pyftps_log_level() -> Iterator[None]:
+    """``--debug`` sets the ``pyftps`` logger to DEBUG for the process; tests share one process."""
+    logger = logging.getLogger("pyftps")
+    saved = logger.level
+    yield
+    logger.setLevel(saved)
