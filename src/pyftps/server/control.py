@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import replace
 from typing import Any
 
-from pyftps.auth.base import Principal, SupportsCertificateLogin
+from pyftps.auth.base import Principal
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
 from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
@@ -29,8 +29,9 @@ from pyftps.proto.session import ServerSession
 from pyftps.server.context import ServerContext
 from pyftps.server.data import DataChannel, PendingData
 from pyftps.server.guard import BANNED
+from pyftps.server.login import Identity
 from pyftps.server.logs import CommandTracker, command_log, xfer_entry
-from pyftps.server.ops import authenticate, run_storage_op
+from pyftps.server.ops import run_storage_op
 from pyftps.server.transfers import TransferRunner
 from pyftps.storage.base import Storage
 from pyftps.tls.certs import certificate_fingerprint
@@ -53,8 +54,7 @@ class ControlConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.session: ServerSession | None = None
-        self.principal: Principal | None = None
-        self.storage: Storage | None = None
+        self.identity = Identity(server, self.id)
         self.data: DataChannel | None = None
         self.tls: TLSChannel | None = None
         self.tls_control_session_id: bytes | None = None
@@ -68,7 +68,6 @@ class ControlConnection(asyncio.Protocol):
         self._tasks: set[asyncio.Task[None]] = set()
         self._transfer: TransferRunner | None = None
         self._counted_ip: str | None = None  # holds a slot in the per-IP connection count
-        self._counted_user: str | None = None  # holds a slot in the per-user session count
         self._commands = CommandTracker()  # pairs commands with final replies (logs, latency)
         self._tls_started = 0.0
         self._proxy: ProxyHeaderParser | None = None  # set while a trusted proxy's header is awaited
@@ -331,8 +330,7 @@ class ControlConnection(asyncio.Protocol):
                 if self.data is not None:
                     self.data.close()
             case a.EndLogin():
-                self.principal, self.storage = None, None
-                self._release_user()
+                self.identity.release()
             case a.Close():
                 self._close_gracefully()
 
@@ -391,6 +389,14 @@ class ControlConnection(asyncio.Protocol):
         else:
             self.transport.write(data)
 
+    @property
+    def principal(self) -> Principal | None:
+        return self.identity.principal
+
+    @property
+    def storage(self) -> Storage | None:
+        return self.identity.storage
+
     # ------------------------------------------------------------------ operations
 
     def _spawn(self, coroutine: object) -> None:
@@ -402,9 +408,9 @@ class ControlConnection(asyncio.Protocol):
         assert self.session is not None
         result: a.OpResult
         if isinstance(op, a.Authenticate):
-            result = await self._login(op)
+            result = await self.identity.password(op, str(self.peer[0]))
         elif isinstance(op, a.CertificateLogin):
-            result = await self._certificate_login(op)
+            result = await self.identity.certificate(op, str(self.peer[0]))
         elif isinstance(op, a.OpenPassive):
             result = self._open_passive()
         elif self.storage is None:
@@ -420,67 +426,6 @@ class ControlConnection(asyncio.Protocol):
                 result = a.OpOk()
         if not self.closed:
             self._call(self.session.op_done, result)
-
-    async def _login(self, op: a.Authenticate) -> a.OpResult:
-        """Authenticate with the address ban list and the per-user session limit in front (RFC 2577 §5)."""
-        server, ip = self.server, str(self.peer[0])
-        if server.guard.is_banned(ip, self.loop.time()):
-            return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
-        login = await self.loop.run_in_executor(
-            server.op_executor, authenticate, server.authenticator, op, self.id
-        )
-        if login.principal is None:
-            if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:
-                ban = server.guard.record_failure(ip, self.loop.time())
-                server.metrics.login(False)
-                log.info("session %s: failed login from %s", self.id, ip)
-                if ban is not None:
-                    server.metrics.ban()
-                    log.warning("session %s: banning %s for %.0f s after repeated failures", self.id, ip, ban)
-                    return a.OpFailed(BANNED.code, BANNED.text)
-            return login.result
-        return self._accept_login(login.principal, login.result)
-
-    async def _certificate_login(self, op: a.CertificateLogin) -> a.OpResult:
-        """USER with a verified client certificate: 232 when the user's record names it (RFC 4217 §12.2)."""
-        authenticator = self.server.authenticator
-        if not isinstance(authenticator, SupportsCertificateLogin):
-            return a.OpFailed(ReplyCode.NEED_PASSWORD, "Password required.")
-        try:
-            principal = await self.loop.run_in_executor(
-                self.server.op_executor,
-                authenticator.authenticate_certificate,
-                op.username,
-                op.fingerprint,
-                op.subject,
-            )
-        except Exception as error:
-            log.error("session %s: certificate login failed", self.id, exc_info=error)
-            principal = None
-        if principal is None:
-            return a.OpFailed(ReplyCode.NEED_PASSWORD, "Password required.")
-        accepted = a.OpOk(a.LoginAccepted(principal.name, principal.permissions))
-        return self._accept_login(principal, accepted)
-
-    def _accept_login(self, principal: Principal, result: a.OpResult) -> a.OpResult:
-        server, ip = self.server, str(self.peer[0])
-        refusal = server.counter.try_login(principal.name)
-        if refusal is not None:
-            return a.OpFailed(refusal.code, refusal.text)
-        server.guard.record_success(ip, self.loop.time())
-        server.metrics.login(True)
-        self._release_user()
-        self._counted_user = principal.name
-        self.principal = principal
-        self.storage = server.storage_for(principal)
-        server.on_login(principal)
-        log.info("session %s: user %s logged in from %s", self.id, principal.name, ip)
-        return result
-
-    def _release_user(self) -> None:
-        user, self._counted_user = self._counted_user, None
-        if user is not None:
-            self.server.counter.logout(user)
 
     def _open_passive(self) -> a.OpResult:
         assert self.data is not None
@@ -611,7 +556,7 @@ class ControlConnection(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self.server.connections.discard(self)
-        self._release_user()
+        self.identity.release()
         ip, self._counted_ip = self._counted_ip, None
         if ip is not None:
             self.server.counter.close(ip)

@@ -1,0 +1,95 @@
+"""One connection's logged-in identity: password and certificate logins with bans and limits in front.
+
+RFC 2577 §5 (bans per address, shared between nodes when the guard is PostgreSQL's), the per-user
+session limit, and RFC 4217 §12.2 certificate logins. The connection asks; this module decides who
+is logged in, which storage serves them and when their session slot is given back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pyftps.auth.base import Principal, SupportsCertificateLogin
+from pyftps.proto import actions as a
+from pyftps.proto.codes import ReplyCode
+from pyftps.server.context import ServerContext
+from pyftps.server.guard import BANNED
+from pyftps.server.ops import authenticate
+from pyftps.storage.base import Storage
+
+log = logging.getLogger("pyftps.session")
+
+
+class Identity:
+    def __init__(self, server: ServerContext, session_id: str) -> None:
+        self.server = server
+        self.session_id = session_id
+        self.principal: Principal | None = None
+        self.storage: Storage | None = None
+        self._counted: str | None = None  # holds a slot in the per-user session count
+
+    async def password(self, op: a.Authenticate, ip: str) -> a.OpResult:
+        """USER/PASS, with the ban list checked first and failures recorded per address."""
+        server, loop = self.server, asyncio.get_running_loop()
+        if server.guard.is_banned(ip, loop.time()):
+            return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
+        login = await loop.run_in_executor(
+            server.op_executor, authenticate, server.authenticator, op, self.session_id
+        )
+        if login.principal is not None:
+            return self._accept(login.principal, login.result, ip)
+        if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:
+            ban = server.guard.record_failure(ip, loop.time())
+            server.metrics.login(False)
+            log.info("session %s: failed login from %s", self.session_id, ip)
+            if ban is not None:
+                server.metrics.ban()
+                log.warning("session %s: banning %s for %.0f s after failures", self.session_id, ip, ban)
+                return a.OpFailed(BANNED.code, BANNED.text)
+        return login.result
+
+    async def certificate(self, op: a.CertificateLogin, ip: str) -> a.OpResult:
+        """USER with a verified client certificate: 232 when the user's record names it."""
+        authenticator = self.server.authenticator
+        refused = a.OpFailed(ReplyCode.NEED_PASSWORD, "Password required.")
+        if not isinstance(authenticator, SupportsCertificateLogin):
+            return refused
+        loop = asyncio.get_running_loop()
+        try:
+            principal = await loop.run_in_executor(
+                self.server.op_executor,
+                authenticator.authenticate_certificate,
+                op.username,
+                op.fingerprint,
+                op.subject,
+            )
+        except Exception as error:
+            log.error("session %s: certificate login failed", self.session_id, exc_info=error)
+            principal = None
+        if principal is None:
+            return refused
+        accepted = a.OpOk(a.LoginAccepted(principal.name, principal.permissions))
+        return self._accept(principal, accepted, ip)
+
+    def release(self) -> None:
+        """REIN, AUTH, a new USER or the end of the connection: the user is gone."""
+        self.principal, self.storage = None, None
+        user, self._counted = self._counted, None
+        if user is not None:
+            self.server.counter.logout(user)
+
+    def _accept(self, principal: Principal, result: a.OpResult, ip: str) -> a.OpResult:
+        server = self.server
+        refusal = server.counter.try_login(principal.name)
+        if refusal is not None:
+            return a.OpFailed(refusal.code, refusal.text)
+        server.guard.record_success(ip, asyncio.get_running_loop().time())
+        server.metrics.login(True)
+        self.release()
+        self._counted = principal.name
+        self.principal = principal
+        self.storage = server.storage_for(principal)
+        server.on_login(principal)
+        log.info("session %s: user %s logged in from %s", self.session_id, principal.name, ip)
+        return result
