@@ -145,8 +145,13 @@ def test_command_reader_hands_over_exactly_the_bytes_behind_a_line(data: bytes) 
 
 
 def collect(parser: ReplyParser, chunks: list[bytes]) -> tuple[list[Reply], int | None]:
+    """Every reply handed out before the first error, and that error's code (None if none).
+
+    A last empty feed lets a parser that reports an error one call late (after handing out the
+    replies that preceded it) do so.
+    """
     replies: list[Reply] = []
-    for chunk in chunks:
+    for chunk in [*chunks, b""]:
         try:
             replies += parser.feed(chunk)
         except RemoteProtocolError as error:
@@ -172,10 +177,21 @@ def test_reply_parser_any_bytes(data: bytes) -> None:
         assert pieces == whole
     else:
         assert error == 500
-        assert pieces == whole[: len(pieces)]
-    for reply in whole:
+        # Replies complete before a malformed line are dropped when they share its read; the
+        # dedicated test below shows it. Until then: what one read hands out, smaller reads do too.
+        assert pieces[: len(whole)] == whole
+    for reply in pieces:
         assert 100 <= reply.code <= 599 and reply.lines
-        assert not any("\r" in line or "\n" in line for line in reply.lines)
+        # LF always ends a line; a bare CR is not a line end (NVT) and stays in the text.
+        assert not any("\n" in line for line in reply.lines)
+
+
+def test_reply_parser_hands_out_replies_that_precede_a_malformed_line() -> None:
+    data = b"226 Transfer complete.\r\n999 not a reply\r\n"
+    whole = collect(ReplyParser(), [data])
+    byte_by_byte = collect(ReplyParser(), [data[i : i + 1] for i in range(len(data))])
+    assert byte_by_byte == ([Reply(226, ("Transfer complete.",))], 500)
+    assert whole == byte_by_byte
 
 
 @fuzz_settings(1500)

@@ -770,6 +770,8 @@ def test_session_sequences_keep_every_invariant(record_property: Any) -> None:
         f"{stats['login']} logins, {stats['transfer_done']} transfers, {stats['misuse']} contract breaches"
     )
     assert stats["sequences"] >= example_count(SEQUENCES)
+    if stats["sequences"] < SEQUENCES:
+        return  # a short run (PYFTPS_FUZZ_EXAMPLES) need not reach everything
     # The generator must reach deep states, not only bounce off the login gate.
     missing = [verb for verb in COMMANDS if not stats[f"verb:{verb}"]]
     assert not missing, f"verbs never generated: {missing}"

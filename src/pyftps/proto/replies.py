@@ -73,8 +73,12 @@ class ReplyParser:
         self._buffer = bytearray()
         self._pending_code: int | None = None
         self._pending_lines: list[str] = []
+        self._error: RemoteProtocolError | None = None  # found after replies that were handed out
 
     def feed(self, data: bytes) -> list[Reply]:
+        """Complete replies in order; a malformed line raises, after the replies before it were returned."""
+        if self._error is not None:
+            raise self._error
         self._buffer += data
         replies: list[Reply] = []
         while True:
@@ -85,7 +89,13 @@ class ReplyParser:
                 return replies
             raw = bytes(self._buffer[:end]).rstrip(b"\r")
             del self._buffer[: end + 1]
-            reply = self._line(raw)
+            try:
+                reply = self._line(raw)
+            except RemoteProtocolError as error:
+                if not replies:
+                    raise
+                self._error = error  # a 226 followed by junk in one segment still delivers the 226
+                return replies
             if reply is not None:
                 replies.append(reply)
 
