@@ -23,12 +23,12 @@ from pyftps.auth.records import (
     MIGRATIONS,
     RECORD_COLUMNS,
     SCHEMA_VERSION,
+    CertificateLogins,
     NoSuchUser,
     SchemaVersionError,
     UserExists,
     UserRecord,
     UserStoreError,
-    certificate_login,
     decide_login,
     is_storable_name,
     new_user_row,
@@ -163,7 +163,7 @@ def apply_migrations(conn: Connection, migrations: Migrations, where: str) -> in
     return current
 
 
-class PostgresUserStore:
+class PostgresUserStore(CertificateLogins):
     """The user database on PostgreSQL, safe to share between threads and nodes; also an ``Authenticator``.
 
     Same model, API and timing rule as ``SqliteUserStore``: connections come from a pool and are
@@ -311,16 +311,6 @@ class PostgresUserStore:
         )
         query = sql.SQL("UPDATE users SET {} WHERE name = %s").format(assignments)
         self._modify(name, query, (*changes.values(), name))
-
-    def authenticate_certificate(
-        self, username: str, fingerprint: str, subject: str | None
-    ) -> Principal | None:
-        """A verified client certificate listed in the user's settings logs in without a password."""
-        try:
-            record = self.get_user(username)
-        except (ValueError, UnicodeError):
-            return None
-        return certificate_login(record, fingerprint, subject)
 
     def get_user(self, name: str) -> UserRecord | None:
         """The account called *name*, or None."""

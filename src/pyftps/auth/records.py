@@ -119,6 +119,24 @@ CERTIFICATE_FINGERPRINTS = "certificate_fingerprints"  # settings key: SHA-256 f
 CERTIFICATE_SUBJECT = "certificate_subject"  # settings key: a certificate subject CN to accept
 
 
+class _FindsUsers(Protocol):
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+
+class CertificateLogins:
+    """``authenticate_certificate`` for any store with ``get_user`` (SQLite and PostgreSQL alike)."""
+
+    def authenticate_certificate(
+        self: _FindsUsers, username: str, fingerprint: str, subject: str | None
+    ) -> Principal | None:
+        """A verified client certificate listed in the user's settings logs in without a password."""
+        try:
+            record = self.get_user(username)
+        except (ValueError, UnicodeError):
+            return None
+        return certificate_login(record, fingerprint, subject)
+
+
 def certificate_login(record: UserRecord | None, fingerprint: str, subject: str | None) -> Principal | None:
     """The principal when an enabled user's settings name this verified client certificate."""
     if record is None or not record.enabled:

@@ -21,12 +21,12 @@ from pyftps.auth.records import (
     MIGRATIONS,
     RECORD_COLUMNS,
     SCHEMA_VERSION,
+    CertificateLogins,
     NoSuchUser,
     SchemaVersionError,
     UserExists,
     UserRecord,
     UserStoreError,
-    certificate_login,
     decide_login,
     is_storable_name,
     new_user_row,
@@ -102,7 +102,7 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         _log.info("user database %s upgraded from schema %d to %d", path, current, SCHEMA_VERSION)
 
 
-class SqliteUserStore:
+class SqliteUserStore(CertificateLogins):
     """The user database, safe to share between threads; also an ``Authenticator``.
 
     Connections come from a small pool (one per concurrent caller, whatever the threading model), so
@@ -259,16 +259,6 @@ class SqliteUserStore:
         # Column names come from the fixed keys above, never from the caller, so formatting is safe.
         assignments = ", ".join(f"{column} = ?" for column in changes)
         self._modify(name, f"UPDATE users SET {assignments} WHERE name = ?", (*changes.values(), name))
-
-    def authenticate_certificate(
-        self, username: str, fingerprint: str, subject: str | None
-    ) -> Principal | None:
-        """A verified client certificate listed in the user's settings logs in without a password."""
-        try:
-            record = self.get_user(username)
-        except (ValueError, UnicodeError):
-            return None
-        return certificate_login(record, fingerprint, subject)
 
     def get_user(self, name: str) -> UserRecord | None:
         if not is_storable_name(name):  # no such account can exist (and sqlite3 cannot bind surrogates)
