@@ -32,6 +32,7 @@ from pyftps.server.guard import BANNED
 from pyftps.server.login import Identity
 from pyftps.server.logs import CommandTracker, command_log, xfer_entry
 from pyftps.server.ops import run_storage_op
+from pyftps.server.timers import timer_queue
 from pyftps.server.transfers import TransferRunner
 from pyftps.storage.base import Storage
 from pyftps.tls.certs import certificate_fingerprint
@@ -62,8 +63,11 @@ class ControlConnection(asyncio.Protocol):
         self._paused = False  # a Sleep or a TLS close is in progress
         self._running = False
         self._carry = b""  # bytes that followed the peer's close_notify
-        self._guard: asyncio.TimerHandle | None = None  # handshake / TLS close deadline
-        self._idle: asyncio.TimerHandle | None = None
+        # One loop timer serves every connection's deadlines (server/timers.py): cheap to move.
+        timers = timer_queue(self.loop)
+        self._guard = timers.timer(self._guard_expired)  # handshake / TLS close / PROXY deadline
+        self._guard_reason = ""
+        self._idle = timers.timer(self._idle_tick)
         self._sleep: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._transfer: TransferRunner | None = None
@@ -500,27 +504,26 @@ class ControlConnection(asyncio.Protocol):
 
     def _schedule_idle(self) -> None:
         """(Re)arm the idle timer from the session's own deadline (RFC 1123 §4.1.3.2)."""
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         deadline = self.session.next_deadline() if self.session is not None else None
-        if deadline is not None:
-            self._idle = self.loop.call_at(deadline, self._idle_tick)
+        if deadline is None:
+            self._idle.cancel()
+        else:
+            self._idle.set(deadline)
 
     def _idle_tick(self) -> None:
-        self._idle = None
         if self.session is not None:
             self._call(self.session.tick)
 
     def _arm_guard(self, seconds: float, reason: str) -> None:
         """A deadline for a TLS handshake or close: past it, the connection is dropped."""
-        self._disarm_guard()
-        self._guard = self.loop.call_later(seconds, self._abort_connection, reason)
+        self._guard_reason = reason
+        self._guard.set_in(seconds)
+
+    def _guard_expired(self) -> None:
+        self._abort_connection(self._guard_reason)
 
     def _disarm_guard(self) -> None:
-        if self._guard is not None:
-            self._guard.cancel()
-            self._guard = None
+        self._guard.cancel()
 
     def close_if_idle(self, text: str) -> bool:
         """Server draining: a session with no transfer running gets 421 and is closed (True)."""
@@ -552,9 +555,10 @@ class ControlConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        for handle in (self._guard, self._idle, self._sleep):
-            if handle is not None:
-                handle.cancel()
+        self._guard.close()
+        self._idle.close()
+        if self._sleep is not None:
+            self._sleep.cancel()
         self.server.connections.discard(self)
         self.identity.release()
         ip, self._counted_ip = self._counted_ip, None
