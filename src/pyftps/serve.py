@@ -97,6 +97,45 @@ def build_tls(config: ServerConfig) -> tuple[Path, ssl.SSLContext]:
     return cert_file, server_context(cert_file, key_file, num_tickets=1, client_cafile=config.client_ca_file)
 
 
+# File descriptors a session may hold at once: its control socket, plus a passive listener or a
+# data socket while it transfers. The rest (listeners, logs, databases, files) fits in the reserve.
+_FDS_PER_SESSION = 2
+_FD_RESERVE = 64
+
+
+def raise_open_file_limit(max_connections: int | None) -> int | None:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (many idle sessions need many sockets).
+
+    Logs a warning when even the hard limit is short of what ``max_connections`` sessions may need.
+    Returns the soft limit now in force (None where the platform has no such limit).
+    """
+    try:
+        import resource
+    except ImportError:  # Windows has no RLIMIT_NOFILE
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit still has a kernel ceiling (fs.nr_open, 2**20 by default).
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, error)
+    if max_connections is not None and soft != resource.RLIM_INFINITY:
+        needed = max_connections * _FDS_PER_SESSION + _FD_RESERVE
+        if soft < needed:
+            log.warning(
+                "open-file limit %d (hard limit %d) is below the %d that %d connections may need: "
+                "raise it (ulimit -Hn, LimitNOFILE=) or lower --max-connections",
+                soft,
+                hard,
+                needed,
+                max_connections,
+            )
+    return soft
+
+
 def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | None = None) -> int:
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config.root.mkdir(parents=True, exist_ok=True)
@@ -106,6 +145,7 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         print(f"pyftps: {error}", file=sys.stderr)
         return 2
     info = load_certificate_info(cert_file)
+    raise_open_file_limit(config.limits.max_total)
     authenticator = build_authenticator(config)
     guard = open_login_guard(config.database_url, config.bans)  # shared by all nodes on PostgreSQL
     xferlog = XferLog(config.xferlog) if config.xferlog is not None else None
