@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 
 from pyftps.proto.permissions import Permission
+from pyftps.proto.policy import UserTLSPolicy
 from pyftps.proto.replies import Reply
 
 # ---------------------------------------------------------------- operations the I/O layer runs
@@ -261,6 +262,7 @@ class LoginAccepted:
 
     name: str
     permissions: Permission
+    tls: UserTLSPolicy | None = None  # the user's TLS overrides (None: the listener's policy applies)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from pyftps.proto.actions import (
     CertificateLogin,
     Close,
     DropDataChannel,
+    EndLogin,
     LoginAccepted,
     OpFailed,
     OpOk,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from pyftps.proto.session import ServerSession
 
 TLS_REQUIRED = "TLS required: send AUTH TLS first, or use the implicit FTPS port."
+USER_TLS_REQUIRED = "This account must log in over TLS: send AUTH TLS first, or use the implicit FTPS port."
 
 
 def user(s: ServerSession, cmd: Command) -> list[Action]:
@@ -51,6 +53,7 @@ def _certificate_result(s: ServerSession, result: OpResult) -> list[Action]:
         s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
         s.state.user, s.state.permissions = result.value.name, result.value.permissions
         s.state.cwd = "/"
+        s.apply_user_policy(result.value.tls)
         return s.reply(ReplyCode.LOGGED_IN_SECURITY, "Logged in, authorized by the TLS client certificate.")
     return s.reply(ReplyCode.NEED_PASSWORD, "Password required.")  # the certificate is not this user's
 
@@ -82,10 +85,25 @@ def _login_result(s: ServerSession, result: OpResult) -> list[Action]:
         text = result.text if isinstance(result, OpFailed) else "Login incorrect."
         return delay + s.reply(ReplyCode.NOT_LOGGED_IN, text)
     accepted = result.value
+    if s.policy.with_user(accepted.tls).require_tls_for_login and not s.state.tls.protected:
+        return _cleartext_refused(s)
     s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
     s.state.user, s.state.permissions = accepted.name, accepted.permissions
     s.state.cwd = "/"
+    s.apply_user_policy(accepted.tls)
     return s.reply(ReplyCode.LOGGED_IN, "Login successful.")
+
+
+def _cleartext_refused(s: ServerSession) -> list[Action]:
+    """The password was right but this user must log in over TLS (a per-user policy).
+
+    Refused only now, after the same verification as any login: refusing at USER would tell
+    whether the name exists (RFC 2577 §7). The I/O layer already took the user's session slot;
+    EndLogin gives it back. Not a failed login (the password was right), but the same pause.
+    """
+    s.state.login, s.state.pending_user = LoginState.NONE, None
+    delay: list[Action] = [Sleep(s.policy.login_failure_delay)] if s.policy.login_failure_delay else []
+    return [EndLogin(), *delay, *s.reply(ReplyCode.NOT_LOGGED_IN, USER_TLS_REQUIRED)]
 
 
 def account(s: ServerSession, cmd: Command) -> list[Action]:

@@ -47,7 +47,7 @@ from pyftps.proto.errors import LocalProtocolError, RemoteProtocolError
 from pyftps.proto.grammar import TransferType
 from pyftps.proto.listing import DEFAULT_FACTS
 from pyftps.proto.permissions import Permission
-from pyftps.proto.policy import SessionPolicy
+from pyftps.proto.policy import SessionPolicy, UserTLSPolicy
 from pyftps.proto.replies import Reply
 from pyftps.proto.security import TLSState, Trigger, gate, transition
 
@@ -100,7 +100,8 @@ class ServerSession:
         ipv6: bool = False,
         now: float = 0.0,
     ) -> None:
-        self.policy = policy
+        self.policy = policy  # the listener's, then the logged-in user's (apply_user_policy)
+        self._policy_before_login: SessionPolicy | None = None
         self.implicit = implicit
         self.peer_host = peer_host
         self.local_host = local_host
@@ -223,7 +224,15 @@ class ServerSession:
         was_logged_in = self.state.logged_in
         self.state.login, self.state.user, self.state.pending_user = LoginState.NONE, None, None
         self.state.permissions = Permission(0)
+        if self._policy_before_login is not None:  # the user's TLS overrides end with their login
+            self.policy, self._policy_before_login = self._policy_before_login, None
         return [EndLogin()] if was_logged_in else []
+
+    def apply_user_policy(self, user: UserTLSPolicy | None) -> None:
+        """A user logged in: their TLS overrides apply until the login ends (REIN, AUTH, USER, HOST)."""
+        if self._policy_before_login is None:
+            self._policy_before_login = self.policy
+        self.policy = self._policy_before_login.with_user(user)
 
     def start_tls(self) -> list[Action]:
         """After a 234: hand the bytes behind the AUTH line to the handshake (4217 §10.1)."""
