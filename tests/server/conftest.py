@@ -185,6 +185,8 @@ def start_server(tmp_path: Path, server_cert: tuple[Path, Path]) -> Iterator[Sta
     pyftps_log.addHandler(errors)
 
     def start(**overrides: Any) -> ServerHandle:
+        # users={"name": Principal(...)}: more accounts with password PASSWORD, homes set to the root.
+        extra_users: dict[str, Principal] = overrides.pop("users", {})
         tmp = tmp_path / f"server{len(handles)}"
         config = _build_config(tmp, dict(overrides))
         config.root.mkdir(parents=True, exist_ok=True)
@@ -194,6 +196,10 @@ def start_server(tmp_path: Path, server_cert: tuple[Path, Path]) -> Iterator[Sta
             {
                 "alice": (PASSWORD, Principal("alice", str(root), Permission.all())),
                 "bob": (PASSWORD, Principal("bob", str(root), Permission.read_only())),
+                **{
+                    name: (PASSWORD, dataclasses.replace(principal, home=str(root)))
+                    for name, principal in extra_users.items()
+                },
             },
             hasher=cheap_hasher(),
         )

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 from pyftps.proto.permissions import Permission
+from pyftps.proto.policy import UserTLSPolicy
 
-__all__ = ["Authenticator", "Permission", "Principal", "SupportsCertificateLogin", "UserLimits"]
+__all__ = [
+    "Authenticator",
+    "Permission",
+    "Principal",
+    "SupportsCertificateLogin",
+    "UserLimits",
+    "UserTLSPolicy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,7 @@ class Principal:
     home: str  # backend location of the user's root (a directory for the local backend)
     permissions: Permission = Permission.all()  # noqa: RUF009 - immutable flag value
     limits: UserLimits = UserLimits()
+    tls: UserTLSPolicy = UserTLSPolicy()  # noqa: RUF009 - frozen; all None = inherit the listener
 
 
 @runtime_checkable

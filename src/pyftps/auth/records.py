@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self
 
 from argon2 import PasswordHasher
 
-from pyftps.auth.base import Permission, Principal, UserLimits
+from pyftps.auth.base import Permission, Principal, UserLimits, UserTLSPolicy
 from pyftps.auth.passwords import needs_rehash, validate_user_name, verify_dummy, verify_password
 
 __all__ = [
@@ -112,6 +112,7 @@ class UserRecord:
             home=self.home,
             permissions=self.permissions,
             limits=UserLimits.from_settings(self.settings),
+            tls=UserTLSPolicy.from_settings(self.settings),
         )
 
 
@@ -229,6 +230,7 @@ def encode_settings(settings: Mapping[str, Any]) -> str:
     """The stored form of a settings mapping: canonical JSON, or ValueError if it has none."""
     if not isinstance(settings, Mapping) or not all(isinstance(key, str) for key in settings):
         raise ValueError("settings must be a mapping with string keys")
+    UserTLSPolicy.from_settings(settings)  # a bad TLS override is refused when stored, not at login
     try:
         return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -369,9 +369,13 @@ class ConnectionCounter:
             if _decrement(self._per_ip, key):
                 self._total = max(0, self._total - 1)
 
-    def try_login(self, user: str) -> Refusal | None:
-        """Count a logged-in session of ``user``, or refuse it (530; nothing was counted)."""
-        limit = self.limits.max_per_user
+    def try_login(self, user: str, max_sessions: int | None = None) -> Refusal | None:
+        """Count a logged-in session of ``user``, or refuse it (530; nothing was counted).
+
+        ``max_sessions`` is the user's own limit (``UserLimits.max_sessions``); when given it
+        replaces the server-wide per-user limit for this user, in either direction.
+        """
+        limit = self.limits.max_per_user if max_sessions is None else max_sessions
         with self._lock:
             if limit is not None and self._per_user.get(user, 0) >= limit:
                 self._refused_logins += 1

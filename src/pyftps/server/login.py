@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from pyftps.auth.base import Principal, SupportsCertificateLogin
 from pyftps.proto import actions as a
@@ -81,7 +82,8 @@ class Identity:
 
     def _accept(self, principal: Principal, result: a.OpResult, ip: str) -> a.OpResult:
         server = self.server
-        refusal = server.counter.try_login(principal.name)
+        # The user's own max_sessions replaces the server-wide per-user limit (same 530 reply).
+        refusal = server.counter.try_login(principal.name, principal.limits.max_sessions)
         if refusal is not None:
             return a.OpFailed(refusal.code, refusal.text)
         server.guard.record_success(ip, asyncio.get_running_loop().time())
@@ -92,4 +94,7 @@ class Identity:
         self.storage = server.storage_for(principal)
         server.on_login(principal)
         log.info("session %s: user %s logged in from %s", self.session_id, principal.name, ip)
+        if isinstance(result, a.OpOk) and isinstance(result.value, a.LoginAccepted):
+            # The session applies the user's TLS overrides from here (a cleartext login may be refused).
+            return a.OpOk(replace(result.value, tls=principal.tls))
         return result

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from pyftps.config import ReusePolicy
 from pyftps.proto.actions import Transfer, TransferKind, TransferOutcome
 from pyftps.proto.codes import ReplyCode
 from pyftps.proto.listing import list_line, listable, mlsd_line
@@ -108,9 +109,10 @@ class TransferRunner:
         config = conn.config
         tls = None
         if transfer.protect and conn.ssl_context is not None:
-            tls = TLSSettings(
-                conn.ssl_context, conn.tls_control_session_id, config.data_reuse, config.handshake_timeout
-            )
+            # A logged-in user's data_reuse override travels in the session's effective policy.
+            mode = conn.session.policy.data_reuse if conn.session is not None else None
+            reuse = ReusePolicy(mode) if mode is not None else config.data_reuse
+            tls = TLSSettings(conn.ssl_context, conn.tls_control_session_id, reuse, config.handshake_timeout)
         bandwidth = server.upload_bandwidth if transfer.kind.upload else server.download_bandwidth
         with bandwidth.acquire(user) as bucket:
             self._worker = DataWorker(
