@@ -31,7 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import peers
 import report
+import scale
 import scenarios
 from peers import (
     ALL_PEERS,
@@ -55,7 +57,14 @@ CRYPT_METHOD = "SHA512"
 NEEDS_UNIX_USER = ("vsftpd", "proftpd")
 # Memory is measured on a freshly started server: a Python server reuses the heap that an earlier
 # round's sessions left free, which would make later rounds look cheaper than the first.
-FRESH_SERVER = {"idle_memory"}
+FRESH_SERVER = {"idle_memory", "idle_10k", "scale_1000"}
+# Heavy scenarios (bench/scale.py) run only when named with --only.
+OPT_IN = set(scale.SCENARIOS)
+scenarios.SCENARIOS.update(scale.SCENARIOS)
+# pyftps's connection limits must admit idle_10k's sessions (all from one address and one user).
+peers.PYFTPS_CONNECTION_LIMIT = max(peers.PYFTPS_CONNECTION_LIMIT, scale.IDLE_SESSIONS + 1000)
+# scale_1000 holds ~1000 passive ports at once: a wide block above every server's own 64-port block.
+WIDE_PASSIVE = {"scale_1000": (61440, 64999)}
 PROFILED = ("RETR", "STOR", "LIST", "MLSD", "sessions")
 PROFILE_SECONDS = 5.0
 RAW_SCENARIOS = {"raw_download": False, "raw_upload": True}  # name -> receiver writes a file
@@ -241,25 +250,29 @@ class Bench:
             with contextlib.suppress(Exception):
                 server.stop()
 
-    def restart(self, name: str) -> RunningServer:
+    def restart(self, name: str, passive: tuple[int, int] | None = None) -> RunningServer:
         server = self.servers[name]
         server.stop()
-        self.servers[name] = server.peer.start(self.env, Ports(free_port(), self.ports[name].passive))
+        ports = Ports(free_port(), passive or self.ports[name].passive)
+        self.servers[name] = server.peer.start(self.env, ports)
         return self.servers[name]
 
-    def ensure_running(self, name: str, *, fresh: bool = False) -> RunningServer:
+    def ensure_running(
+        self, name: str, *, fresh: bool = False, passive: tuple[int, int] | None = None
+    ) -> RunningServer:
         server = self.servers[name]
+        wrong_ports = server.passive != (passive or self.ports[name].passive)
         if server.alive():
-            return self.restart(name) if fresh else server
+            return self.restart(name, passive) if fresh or wrong_ports else server
         code = server.process.returncode
         self.note(f"{name} had exited (code {code}); restarted. Log:\n{server.log_tail()}")
-        return self.restart(name)
+        return self.restart(name, passive)
 
     def record(self, scenario: str, server: str, entry: dict[str, Any]) -> None:
         self.runs.setdefault(scenario, {}).setdefault(server, []).append(entry)
 
     def run_one(self, scenario: str, name: str, rnd: int) -> None:
-        server = self.ensure_running(name, fresh=scenario in FRESH_SERVER)
+        server = self.ensure_running(name, fresh=scenario in FRESH_SERVER, passive=WIDE_PASSIVE.get(scenario))
         try:
             figures = scenarios.SCENARIOS[scenario](server, self.env, self.settings)
         except scenarios.Skip as skip:
@@ -402,7 +415,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    chosen = [s for s in scenarios.SCENARIOS if not args.only or s in args.only]
+    chosen = [s for s in scenarios.SCENARIOS if s in (args.only or ()) or (not args.only and s not in OPT_IN)]
     peers = [ALL_PEERS[name] for name in args.servers]
     raise_fd_limit()
     started = time.monotonic()

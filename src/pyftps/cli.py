@@ -57,8 +57,52 @@ def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     for limit in ("quota-bytes", "quota-files", "upload-rate", "download-rate", "max-sessions"):
         change.add_argument(f"--{limit}", type=int, metavar="N", help="a number; -1 removes the limit")
+    _tls_override_arguments(change)
     users.add_parser("list", help="list users")
     users.add_parser("passwd", help="set a user's password (prompt or stdin)").add_argument("name")
+
+
+# Per-user TLS overrides (SessionPolicy.with_user): option → (settings key, accepted values).
+_TLS_OVERRIDES = {
+    "require_tls_login": ("require_tls_for_login", ("yes", "no")),
+    "require_prot_p": ("require_protected_data", ("yes", "no")),
+    "ccc": ("ccc", ("never", "after-login", "always")),
+    "data_reuse": ("data_reuse", ("require", "warn", "off")),
+}
+
+
+def _tls_override_arguments(change: argparse.ArgumentParser) -> None:
+    helps = {
+        "require_tls_login": "refuse this user's cleartext logins (530 after the password is checked); "
+        "'no' cannot loosen a listener that requires TLS before USER",
+        "require_prot_p": "this user's transfers need PROT P ('no' allows PROT C)",
+        "ccc": "when this user may clear the control connection with CCC",
+        "data_reuse": "TLS session reuse on this user's data connections",
+    }
+    for option, (_key, values) in _TLS_OVERRIDES.items():
+        change.add_argument(
+            f"--{option.replace('_', '-')}",
+            choices=(*values, "inherit"),
+            help=f"{helps[option]}; 'inherit' follows the server",
+        )
+
+
+def _apply_tls_overrides(settings: dict[str, object], args: argparse.Namespace) -> None:
+    for option, (key, _values) in _TLS_OVERRIDES.items():
+        value = getattr(args, option)
+        if value == "inherit":
+            settings.pop(key, None)
+        elif value is not None:
+            settings[key] = value == "yes" if value in ("yes", "no") else value
+
+
+def _tls_summary(settings: dict[str, object]) -> str:
+    from pyftps.auth.base import UserTLSPolicy
+
+    try:
+        return UserTLSPolicy.from_settings(settings).summary()
+    except ValueError:
+        return "tls-overrides=invalid"
 
 
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
@@ -132,7 +176,9 @@ def run_user(args: argparse.Namespace) -> int:
             else:
                 for record in store.list_users():
                     state = "enabled" if record.enabled else "disabled"
-                    print(f"{record.name}\t{record.home}\t{','.join(record.permissions.names())}\t{state}")
+                    line = f"{record.name}\t{record.home}\t{','.join(record.permissions.names())}\t{state}"
+                    overrides = _tls_summary(record.settings)
+                    print(f"{line}\t{overrides}" if overrides else line)
         except (UserStoreError, ValueError) as error:
             print(f"pyftps: {error}", file=sys.stderr)
             return 1
@@ -171,6 +217,7 @@ def _set_user(store: UserStore, args: argparse.Namespace) -> None:
         settings[CERTIFICATE_FINGERPRINTS] = [*known, fingerprint] if fingerprint not in known else known
     if args.certificate_subject is not None:
         settings[CERTIFICATE_SUBJECT] = args.certificate_subject
+    _apply_tls_overrides(settings, args)
     UserLimits.from_settings(settings)  # validate before writing
     store.update_user(
         args.name,
