@@ -32,6 +32,7 @@ class ServerConfig:
     explicit_port: int | None = 2121  # None disables the listener
     implicit_port: int | None = 9990
     passive_ports: tuple[int, int] | None = None  # None: any free port
+    workers: int = 1  # pre-forked processes sharing the listeners (see pyftps.prefork)
     root: Path = Path("data")
     state_dir: Path = Path("state")
     cert_file: Path | None = None  # None: a generated self-signed certificate in state_dir

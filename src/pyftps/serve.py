@@ -14,6 +14,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from pyftps.auth.anonymous import AnonymousAuthenticator
 from pyftps.auth.base import Authenticator, Permission, Principal
@@ -23,11 +24,15 @@ from pyftps.auth.static import StaticAuthenticator
 from pyftps.auth.stores import open_login_guard, open_user_store
 from pyftps.config import ServerConfig
 from pyftps.server.app import Server, port_is_bindable
+from pyftps.server.data import PassivePorts
 from pyftps.server.http import MetricsHTTPServer
 from pyftps.server.logs import XferLog
 from pyftps.server.metrics import Metrics
 from pyftps.tls.certs import ensure_self_signed, load_certificate_info
 from pyftps.tls.contexts import TLSConfigError, server_context
+
+if TYPE_CHECKING:
+    from pyftps.prefork import WorkerShare
 
 log = logging.getLogger("pyftps")
 
@@ -146,6 +151,14 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         return 2
     info = load_certificate_info(cert_file)
     raise_open_file_limit(config.limits.max_total)
+    if config.workers > 1:
+        from pyftps.prefork import run_workers
+
+        log.info(
+            "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
+        )
+        _prepare_users(config)  # the first user is created (and its password printed) once, here
+        return run_workers(config, context, reload, serve_process)
     authenticator = build_authenticator(config)
     guard = open_login_guard(config.database_url, config.bans)  # shared by all nodes on PostgreSQL
     xferlog = XferLog(config.xferlog) if config.xferlog is not None else None
@@ -169,6 +182,48 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
             xferlog.close()
 
 
+def _prepare_users(config: ServerConfig) -> None:
+    """Create the user store (and first user) in the parent; each worker opens its own afterwards."""
+    if config.users:
+        return
+    store = _users(config)
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()  # a database connection must not cross the fork
+
+
+def serve_process(
+    config: ServerConfig,
+    context: ssl.SSLContext,
+    reload: Callable[[], ServerConfig] | None,
+    share: WorkerShare,
+) -> int:
+    """One worker of ``--workers N``: the ordinary server on the parent's listeners and shared limits."""
+    authenticator = build_authenticator(config)
+    guard = open_login_guard(config.database_url, config.bans, shared_file=share.ban_file)
+    xferlog = XferLog(config.xferlog) if config.xferlog is not None else None
+    server = Server(
+        config,
+        authenticator=authenticator,
+        ssl_context=context,
+        guard=guard,
+        metrics=Metrics(),
+        xferlog=xferlog,
+        counter=share.counter,
+        passive_ports=PassivePorts(share.passive_ports),
+        listeners=share.listeners,
+    )
+    if share.passive_ports is not None:
+        log.info("worker %d: passive ports %d-%d", share.index, *share.passive_ports)
+    try:
+        return asyncio.run(_serve(server, reload, metrics_listen=share.metrics_listen))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if xferlog is not None:
+            xferlog.close()
+
+
 def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
     """SIGHUP: re-read settings and certificate files for new sessions; a bad file keeps the old ones."""
     try:
@@ -184,7 +239,12 @@ def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
     log.info("reloaded settings and certificate %s (SHA-256 %s)", cert_file, info.fingerprint)
 
 
-async def _serve(server: Server, reload: Callable[[], ServerConfig] | None) -> int:
+async def _serve(
+    server: Server,
+    reload: Callable[[], ServerConfig] | None,
+    *,
+    metrics_listen: tuple[str, int] | Literal["config"] | None = "config",
+) -> int:
     try:
         await server.start()
     except OSError as error:
@@ -201,9 +261,11 @@ async def _serve(server: Server, reload: Callable[[], ServerConfig] | None) -> i
         log.info("implicit FTPS listener disabled")
     log.info("serving %s; state in %s", config.root, config.state_dir)
     http = MetricsHTTPServer(server.context.metrics.registry, lambda: server.accepting)
-    if config.metrics_listen is not None:
+    if metrics_listen == "config":
+        metrics_listen = config.metrics_listen
+    if metrics_listen is not None:
         try:
-            log.info("metrics and health on http://%s:%s/", *await http.start(*config.metrics_listen))
+            log.info("metrics and health on http://%s:%s/", *await http.start(*metrics_listen))
         except OSError as error:
             print(f"pyftps: cannot listen for metrics: {error}", file=sys.stderr)
             await server.stop()

@@ -49,6 +49,13 @@ def _positive_int(value: object) -> int:
     return number
 
 
+def _workers(value: object) -> int:
+    """A number of worker processes, or "auto": one per CPU."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return _positive_int(value)
+
+
 def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected seconds")
@@ -192,6 +199,14 @@ OPTIONS: tuple[Option, ...] = (
         "address announced in PASV replies (NAT)",
     ),
     Option("server.root", "--root", _path, None, "directory served to --user accounts and the first user"),
+    Option(
+        "server.workers",
+        "--workers",
+        _workers,
+        1,
+        "worker processes sharing the listeners (default 1; 'auto': one per CPU)",
+        metavar="N",
+    ),
     Option(
         "server.state_dir",
         "--state-dir",
@@ -431,6 +446,7 @@ def build_config(
         explicit_port=pick_port(host, values["server.port"], 21, 2121),
         implicit_port=pick_port(host, values["server.implicit_port"], 990, 9990),
         passive_ports=values["server.passive_ports"],
+        workers=values["server.workers"],
         root=root,
         state_dir=state_dir,
         cert_file=values["tls.cert"],

@@ -100,9 +100,17 @@ def open_user_store(url: str, *, hasher: PasswordHasher | None = None) -> Sqlite
     return PostgresUserStore(database.target, hasher=hasher)
 
 
-def open_login_guard(url: str | None, policy: BanPolicy) -> BanGuard:
-    """The login guard for a database URL: shared through PostgreSQL, or in memory for SQLite or no URL."""
+def open_login_guard(url: str | None, policy: BanPolicy, *, shared_file: Path | None = None) -> BanGuard:
+    """The login guard for a database URL: shared through PostgreSQL, or in memory for SQLite or no URL.
+
+    ``shared_file`` (worker processes of one node) keeps the bans in that SQLite file instead of memory,
+    so every worker sees them; a PostgreSQL URL already shares them and ignores it.
+    """
     if url is None or parse_database_url(url).kind == "sqlite":
+        if shared_file is not None:
+            from pyftps.auth.sqlite_bans import SqliteLoginGuard
+
+            return SqliteLoginGuard(shared_file, policy)
         return LoginGuard(policy)
     try:
         from pyftps.auth.postgres_bans import PostgresLoginGuard

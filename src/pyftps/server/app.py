@@ -24,6 +24,8 @@ from pyftps.storage.factory import StorageFactory as HomeStorage
 
 log = logging.getLogger("pyftps.server")
 
+Listeners = tuple[socket.socket | None, socket.socket | None]  # explicit, implicit
+
 
 class Server:
     """An FTPS server with an explicit and an implicit listener (either may be disabled)."""
@@ -38,20 +40,24 @@ class Server:
         guard: BanGuard | None = None,
         metrics: Metrics | None = None,
         xferlog: XferLog | None = None,
+        counter: ConnectionCounter | None = None,
+        passive_ports: PassivePorts | None = None,
+        listeners: Listeners | None = None,
     ) -> None:
         self.config = config
+        self._listeners = listeners  # bound by a pre-fork parent (--workers); else start() binds
         self.context = ServerContext(
             config=config,
             ssl_context=ssl_context,
             authenticator=authenticator,
             storage_for=storage_for or _homes(config),
-            passive_ports=PassivePorts(config.passive_ports),
+            passive_ports=passive_ports or PassivePorts(config.passive_ports),
             op_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="pyftps-op"),
             transfer_executor=ThreadPoolExecutor(
                 max_workers=config.max_transfer_threads, thread_name_prefix="pyftps-data"
             ),
             guard=guard or LoginGuard(config.bans),
-            counter=ConnectionCounter(config.limits),
+            counter=counter or ConnectionCounter(config.limits),
             metrics=metrics if metrics is not None else Metrics(process_metrics=False),
             xferlog=xferlog,
         )
@@ -96,17 +102,16 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.config.explicit_port is not None:
+        explicit, implicit = self._listeners or bind_listeners(self.config)
+        if explicit is not None:
             server = await loop.create_server(
-                lambda: ControlConnection(self.context, implicit=False),
-                sock=_listen(self.config.host, self.config.explicit_port),
+                lambda: ControlConnection(self.context, implicit=False), sock=explicit
             )
             self._servers.append(server)
             self.explicit_address = server.sockets[0].getsockname()[:2]
-        if self.config.implicit_port is not None:
+        if implicit is not None:
             server = await loop.create_server(
-                lambda: ControlConnection(self.context, implicit=True),
-                sock=_listen(self.config.host, self.config.implicit_port),
+                lambda: ControlConnection(self.context, implicit=True), sock=implicit
             )
             self._servers.append(server)
             self.implicit_address = server.sockets[0].getsockname()[:2]
@@ -153,6 +158,18 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def bind_listeners(config: ServerConfig) -> Listeners:
+    """The explicit and implicit control listeners the configuration asks for (None: disabled)."""
+    explicit = _listen(config.host, config.explicit_port) if config.explicit_port is not None else None
+    try:
+        implicit = _listen(config.host, config.implicit_port) if config.implicit_port is not None else None
+    except BaseException:
+        if explicit is not None:
+            explicit.close()
+        raise
+    return explicit, implicit
 
 
 def _listen(host: str, port: int) -> socket.socket:

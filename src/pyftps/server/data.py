@@ -59,6 +59,28 @@ def _settle(task: asyncio.Task[PendingData]) -> None:
         task.exception()
 
 
+def split_port_range(port_range: tuple[int, int], parts: int) -> list[tuple[int, int]]:
+    """Cut a passive range into ``parts`` disjoint, contiguous sub-ranges of near-equal size.
+
+    With ``--workers N`` each worker binds passive ports only from its own sub-range, so a PASV or
+    EPSV port is never taken by another worker's session. ValueError if there are fewer ports than parts.
+    """
+    low, high = port_range
+    size = high - low + 1
+    if parts < 1 or size < parts:
+        raise ValueError(
+            f"the passive port range {low}-{high} has {size} port(s), fewer than the {parts} workers:"
+            " widen --passive-ports or lower --workers"
+        )
+    base, extra = divmod(size, parts)
+    ranges, start = [], low
+    for index in range(parts):
+        end = start + base + (1 if index < extra else 0) - 1
+        ranges.append((start, end))
+        start = end + 1
+    return ranges
+
+
 class PassivePorts:
     """Binds listeners on random ports of a range (random, not sequential: RFC 2577 §8)."""
 
