@@ -117,3 +117,19 @@ def test_per_user_max_sessions_may_exceed_the_server_wide_limit(start_server: St
     fourth.expect("USER frank", 331)
     fourth.expect(f"PASS {PASSWORD}", 530)
     assert all(s.send("NOOP").code == 200 for s in sessions)
+
+
+def test_prot_c_chosen_before_login_is_521_for_a_user_who_requires_prot_p(start_server: StartServer) -> None:
+    strict = Principal("grace", "", tls=UserTLSPolicy(require_protected_data=True))
+    server = start_server(policy={"require_protected_data": False}, users={"grace": strict})
+    (server.root / "f").write_bytes(b"content")
+    client = server.connect()
+    client.auth_tls()
+    client.expect("PBSZ 0", 200)
+    client.expect("PROT C", 200)  # allowed by the listener while nobody is logged in
+    client.login("grace", PASSWORD)
+    refused = client.transfer("RETR f", protect=False)
+    assert refused.codes == (521,)
+    client.expect("PROT C", 534)
+    client.prot_p()
+    assert client.retr("f") == b"content"
