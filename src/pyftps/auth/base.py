@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
-from pyftps.proto.permissions import Permission
+from pyftps.proto.permissions import DirectoryRule, Permission
 from pyftps.proto.policy import UserTLSPolicy
 
 __all__ = [
@@ -64,6 +64,8 @@ class Principal:
     home: str  # backend location of the user's root (a directory for the local backend)
     permissions: Permission = Permission.all()  # noqa: RUF009 - immutable flag value
     limits: UserLimits = UserLimits()
+    # Per-directory permissions: the longest matching rule replaces ``permissions`` below its path.
+    directory_rules: tuple[DirectoryRule, ...] = ()
     tls: UserTLSPolicy = UserTLSPolicy()  # noqa: RUF009 - frozen; all None = inherit the listener
 
 

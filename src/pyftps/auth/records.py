@@ -18,9 +18,11 @@ from argon2 import PasswordHasher
 
 from pyftps.auth.base import Permission, Principal, UserLimits, UserTLSPolicy
 from pyftps.auth.passwords import needs_rehash, validate_user_name, verify_dummy, verify_password
+from pyftps.proto.permissions import DirectoryRule, normalise_rule_path
 
 __all__ = [
     "CREATE_MIGRATIONS_TABLE",
+    "DIRECTORY_PERMISSIONS",
     "MIGRATIONS",
     "RECORD_COLUMNS",
     "SCHEMA_VERSION",
@@ -32,10 +34,13 @@ __all__ = [
     "UserStoreError",
     "check_home",
     "decide_login",
+    "directory_rules",
     "encode_settings",
+    "format_directory_permissions",
     "format_permissions",
     "is_storable_name",
     "new_user_row",
+    "normalise_directory_permissions",
     "now_text",
     "record_from_row",
     "user_changes",
@@ -112,12 +117,15 @@ class UserRecord:
             home=self.home,
             permissions=self.permissions,
             limits=UserLimits.from_settings(self.settings),
+            directory_rules=directory_rules(self.settings),
             tls=UserTLSPolicy.from_settings(self.settings),
         )
 
 
 CERTIFICATE_FINGERPRINTS = "certificate_fingerprints"  # settings key: SHA-256 fingerprints ("AB:CD:...")
 CERTIFICATE_SUBJECT = "certificate_subject"  # settings key: a certificate subject CN to accept
+# settings key: {"/virtual/path": "list,write", ...}; semantics in pyftps.proto.permissions
+DIRECTORY_PERMISSIONS = "directory_permissions"
 
 
 class _FindsUsers(Protocol):
@@ -226,10 +234,52 @@ def format_permissions(permissions: Permission) -> str:
     return ",".join(permissions.names())
 
 
+def normalise_directory_permissions(value: object) -> dict[str, str]:
+    """Validate directory rules and return their canonical stored form, or raise ValueError.
+
+    Paths become canonical absolute virtual paths (``/pub/`` → ``/pub``; ``..`` is refused), and
+    permission texts canonical comma lists (``ro`` → ``list,read``; ``""`` or ``none``: nothing).
+    """
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{DIRECTORY_PERMISSIONS} must map virtual paths to permissions, got {value!r}")
+    result: dict[str, str] = {}
+    for path, text in value.items():
+        if not isinstance(path, str) or not isinstance(text, str):
+            raise ValueError(f"{DIRECTORY_PERMISSIONS}: {path!r}: {text!r} is not path: permissions text")
+        canonical = normalise_rule_path(path)
+        if canonical in result:
+            raise ValueError(f"{DIRECTORY_PERMISSIONS}: two rules for {canonical}")
+        result[canonical] = format_permissions(Permission.parse(text))
+    return dict(sorted(result.items()))
+
+
+def directory_rules(settings: Mapping[str, Any]) -> tuple[DirectoryRule, ...]:
+    """The directory rules kept in a user record's settings (ValueError if malformed)."""
+    value = settings.get(DIRECTORY_PERMISSIONS)
+    if value is None:
+        return ()
+    rules = normalise_directory_permissions(value)
+    return tuple(DirectoryRule(path, Permission.parse(text)) for path, text in rules.items())
+
+
+def format_directory_permissions(settings: Mapping[str, Any]) -> str:
+    """Directory rules for a one-line listing: ``/incoming=list,write /pub=list,read`` (``-`` = none)."""
+    return " ".join(
+        f"{rule.path}={','.join(rule.permissions.names()) or '-'}" for rule in directory_rules(settings)
+    )
+
+
 def encode_settings(settings: Mapping[str, Any]) -> str:
     """The stored form of a settings mapping: canonical JSON, or ValueError if it has none."""
     if not isinstance(settings, Mapping) or not all(isinstance(key, str) for key in settings):
         raise ValueError("settings must be a mapping with string keys")
+    if DIRECTORY_PERMISSIONS in settings:  # stored canonical, so listings and comparisons are exact
+        stored = dict(settings)
+        value = stored.pop(DIRECTORY_PERMISSIONS)
+        rules = {} if value is None else normalise_directory_permissions(value)
+        if rules:
+            stored[DIRECTORY_PERMISSIONS] = rules
+        settings = stored
     UserTLSPolicy.from_settings(settings)  # a bad TLS override is refused when stored, not at login
     try:
         return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from pyftps.proto.permissions import Permission
+from pyftps.proto import paths
+from pyftps.proto.permissions import AccessRules, DirectoryRule, Permission
 from pyftps.proto.policy import UserTLSPolicy
 from pyftps.proto.replies import Reply
 
@@ -139,7 +140,14 @@ class Transfer:
     facts: frozenset[str] = frozenset()  # MLSD facts selected by OPTS MLST
     perm_for_file: str = ""  # MLSD perm fact values, from the user's permissions
     perm_for_dir: str = ""
+    access: AccessRules | None = None  # with directory rules: per-entry MLSD perm facts
     progress: TransferProgress = field(default_factory=TransferProgress, compare=False)
+
+    def entry_perm(self, name: str, *, is_dir: bool) -> str:
+        """The MLSD ``perm`` fact of one entry of the listed directory (RFC 3659 §7.5.5)."""
+        if self.access is None or not self.access.rules:
+            return self.perm_for_dir if is_dir else self.perm_for_file
+        return self.access.mlsx_perm(paths.join(self.path, name), is_dir=is_dir)
 
 
 Op = (
@@ -263,6 +271,11 @@ class LoginAccepted:
     name: str
     permissions: Permission
     tls: UserTLSPolicy | None = None  # the user's TLS overrides (None: the listener's policy applies)
+    rules: tuple[DirectoryRule, ...] = ()  # per-directory permissions (see proto.permissions)
+
+    @property
+    def access(self) -> AccessRules:
+        return AccessRules(self.permissions, self.rules)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ def user(s: ServerSession, cmd: Command) -> list[Action]:
 def _certificate_result(s: ServerSession, result: OpResult) -> list[Action]:
     if isinstance(result, OpOk) and isinstance(result.value, LoginAccepted):
         s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
-        s.state.user, s.state.permissions = result.value.name, result.value.permissions
+        s.state.user, s.state.access = result.value.name, result.value.access
         s.state.cwd = "/"
         s.apply_user_policy(result.value.tls)
         return s.reply(ReplyCode.LOGGED_IN_SECURITY, "Logged in, authorized by the TLS client certificate.")
@@ -88,7 +88,7 @@ def _login_result(s: ServerSession, result: OpResult) -> list[Action]:
     if s.policy.with_user(accepted.tls).require_tls_for_login and not s.state.tls.protected:
         return _cleartext_refused(s)
     s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
-    s.state.user, s.state.permissions = accepted.name, accepted.permissions
+    s.state.user, s.state.access = accepted.name, accepted.access
     s.state.cwd = "/"
     s.apply_user_policy(accepted.tls)
     return s.reply(ReplyCode.LOGGED_IN, "Login successful.")

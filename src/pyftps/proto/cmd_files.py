@@ -2,7 +2,9 @@
 
 RFC 959 §4.1.3, RFC 3659 §3-§4 and §7, RFC 1123 §4.1.3.1 (X-aliases share these handlers).
 Storage errors come back as :class:`~pyftps.proto.actions.OpFailed` replies already mapped by the
-I/O layer; a handler only decides what success looks like.
+I/O layer; a handler only decides what success looks like. Each handler checks its permission at the
+resolved target path (per-directory rules, :mod:`pyftps.proto.permissions`) before any storage call;
+CWD and CDUP need none.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pyftps.proto.actions import (
     SetMtime,
     StatPath,
 )
-from pyftps.proto.cmd_transfer import dir_perm, file_perm
+from pyftps.proto.cmd_transfer import refuse_unless
 from pyftps.proto.codes import ReplyCode
 from pyftps.proto.grammar import TransferType, format_time_val, parse_chmod_mode, parse_mfmt_arg
 from pyftps.proto.listing import StatLike, listable, mlst_line
@@ -74,6 +76,8 @@ def pwd(s: ServerSession, cmd: Command) -> list[Action]:
 
 def mkd(s: ServerSession, cmd: Command) -> list[Action]:
     target = s.resolve(cmd.arg)
+    if refused := refuse_unless(s, Permission.MKDIR, target):
+        return refused
     done = _on_ok(s, lambda _: s.reply(ReplyCode.PATH_CREATED, f"{paths.quote(target)} created."))
     return s.run(MakeDir(target), done)
 
@@ -82,6 +86,8 @@ def rmd(s: ServerSession, cmd: Command) -> list[Action]:
     target = s.resolve(cmd.arg)
     if target == "/":
         return s.reply(ReplyCode.FILE_UNAVAILABLE, "Cannot remove the root directory.")
+    if refused := refuse_unless(s, Permission.RMDIR, target):
+        return refused
     return s.run(
         RemoveDir(target), _on_ok(s, lambda _: s.reply(ReplyCode.FILE_ACTION_OK, "Directory removed."))
     )
@@ -89,6 +95,8 @@ def rmd(s: ServerSession, cmd: Command) -> list[Action]:
 
 def dele(s: ServerSession, cmd: Command) -> list[Action]:
     target = s.resolve(cmd.arg)
+    if refused := refuse_unless(s, Permission.DELETE, target):
+        return refused
     return s.run(DeleteFile(target), _on_ok(s, lambda _: s.reply(ReplyCode.FILE_ACTION_OK, "File deleted.")))
 
 
@@ -96,6 +104,8 @@ def rnfr(s: ServerSession, cmd: Command) -> list[Action]:
     source = s.resolve(cmd.arg)
     if source == "/":
         return s.reply(ReplyCode.FILE_UNAVAILABLE, "Cannot rename the root directory.")
+    if refused := refuse_unless(s, Permission.RENAME, source):
+        return refused  # before the StatPath: a refused area does not say what exists in it
 
     def found(value: object) -> list[Action]:
         s.state.rename_from = source
@@ -109,12 +119,16 @@ def rnto(s: ServerSession, cmd: Command) -> list[Action]:
     if source is None:
         return s.reply(ReplyCode.BAD_SEQUENCE, "Send RNFR first.")
     target = s.resolve(cmd.arg)
+    if refused := refuse_unless(s, Permission.RENAME, target):
+        return refused  # the RNFR is spent: nothing was renamed
     done = _on_ok(s, lambda _: s.reply(ReplyCode.FILE_ACTION_OK, "Rename successful."))
     return s.run(RenamePath(source, target), done)
 
 
 def size(s: ServerSession, cmd: Command) -> list[Action]:
     target = s.resolve(cmd.arg)
+    if refused := refuse_unless(s, Permission.LIST, target):
+        return refused
     if s.state.type is TransferType.ASCII:
         # RFC 3659 §4: the size a TYPE A transfer would send, or 550 when too costly to compute.
         def counted(value: object) -> list[Action]:
@@ -133,6 +147,8 @@ def size(s: ServerSession, cmd: Command) -> list[Action]:
 
 def mdtm(s: ServerSession, cmd: Command) -> list[Action]:
     target = s.resolve(cmd.arg)
+    if refused := refuse_unless(s, Permission.LIST, target):
+        return refused
     done = _on_ok(s, lambda value: s.reply(ReplyCode.FILE_STATUS, format_time_val(_stat(value).mtime)))
     return s.run(StatPath(target), done)
 
@@ -140,6 +156,8 @@ def mdtm(s: ServerSession, cmd: Command) -> list[Action]:
 def mfmt(s: ServerSession, cmd: Command) -> list[Action]:
     mtime, name = parse_mfmt_arg(cmd.arg or "")
     target = s.resolve(name)
+    if refused := refuse_unless(s, Permission.WRITE, target):
+        return refused
     stamp = format_time_val(mtime)
     done = _on_ok(s, lambda _: s.reply(ReplyCode.FILE_STATUS, f"Modify={stamp}; {name}"))
     return s.run(SetMtime(target, mtime), done)
@@ -147,12 +165,14 @@ def mfmt(s: ServerSession, cmd: Command) -> list[Action]:
 
 def mlst(s: ServerSession, cmd: Command) -> list[Action]:
     target = s.resolve(cmd.arg)
+    if refused := refuse_unless(s, Permission.LIST, target):
+        return refused
 
     def described(value: object) -> list[Action]:
         info = _stat(value)
         if not listable(target):
             return s.reply(ReplyCode.FILE_UNAVAILABLE, "This name cannot be shown in an MLST reply.")
-        perm = dir_perm(s.state.permissions) if info.is_dir else file_perm(s.state.permissions)
+        perm = s.state.access.mlsx_perm(target, is_dir=info.is_dir)
         line = mlst_line(info, s.state.facts, perm=perm, path=target)
         return s.reply(ReplyCode.FILE_ACTION_OK, f"Listing {target}", line, "End")
 
@@ -168,12 +188,14 @@ def site(s: ServerSession, cmd: Command) -> list[Action]:
         return s.reply(ReplyCode.SYNTAX_ERROR, f"SITE {sub[:16]} not understood.")
     if not s.state.logged_in:
         return s.reply(ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
-    if Permission.CHMOD not in s.state.permissions:
+    if Permission.CHMOD not in s.state.access.anywhere:  # SITE has no table permission: pre-check here
         return s.reply(ReplyCode.FILE_UNAVAILABLE, "Permission denied.")
     if len(words) < 3 or not words[2]:
         return s.reply(ReplyCode.SYNTAX_ERROR_ARGS, "Usage: SITE CHMOD <octal mode> <path>")
     mode = parse_chmod_mode(words[1])
     target = s.resolve(words[2])
+    if refused := refuse_unless(s, Permission.CHMOD, target):
+        return refused
     return s.run(
         Chmod(target, mode), _on_ok(s, lambda _: s.reply(ReplyCode.OK, "SITE CHMOD command successful."))
     )

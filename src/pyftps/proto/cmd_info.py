@@ -137,9 +137,11 @@ def _stat_path(s: ServerSession, arg: str) -> list[Action]:
         return s.reply(ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
     from pyftps.proto.permissions import Permission
 
-    if Permission.LIST not in s.state.permissions:
+    if Permission.LIST not in s.state.access.anywhere:
         return s.reply(ReplyCode.FILE_UNAVAILABLE, "Permission denied.")
     target = s.resolve(arg)
+    if not s.state.access.allows(Permission.LIST, target):  # the rule of the path shown
+        return s.reply(ReplyCode.FILE_UNAVAILABLE, "Permission denied.")
 
     def listed(result: OpResult) -> list[Action]:
         if not isinstance(result, OpOk):

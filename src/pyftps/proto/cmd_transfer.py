@@ -38,12 +38,31 @@ from pyftps.proto.grammar import (
     parse_type_arg,
     same_host,
 )
-from pyftps.proto.permissions import Permission
+from pyftps.proto.permissions import Permission, dir_perm, file_perm
 from pyftps.proto.replies import Reply
 
 if TYPE_CHECKING:
     from pyftps.proto.commands import Command
     from pyftps.proto.session import ServerSession
+
+
+# What each transfer needs at its target path (the command table pre-checks the same flag).
+_NEEDS = {
+    TransferKind.RETR: Permission.READ,
+    TransferKind.STOR: Permission.WRITE,
+    TransferKind.STOU: Permission.WRITE,
+    TransferKind.APPE: Permission.APPEND,
+    TransferKind.LIST: Permission.LIST,
+    TransferKind.NLST: Permission.LIST,
+    TransferKind.MLSD: Permission.LIST,
+}
+
+
+def refuse_unless(s: ServerSession, perm: Permission, path: str) -> list[Action] | None:
+    """The 550 reply when *perm* is not granted at the resolved *path*, else None."""
+    if s.state.access.allows(perm, path):
+        return None
+    return s.reply(ReplyCode.FILE_UNAVAILABLE, "Permission denied.")
 
 
 # ---------------------------------------------------------------- parameters
@@ -180,6 +199,8 @@ def _strip_ls_options(arg: str | None) -> str | None:
 
 
 def _transfer(s: ServerSession, kind: TransferKind, path: str) -> list[Action]:
+    if refused := refuse_unless(s, _NEEDS[kind], path):
+        return refused  # checked first, as the table's pre-check was: REST and PASV stay as they were
     offset, s.state.rest_offset = s.state.rest_offset, 0  # REST applies to the next transfer only
     if not (s.state.passive_ready or s.state.active):
         return s.reply(ReplyCode.CANT_OPEN_DATA, "Use PASV, EPSV, PORT or EPRT first.")
@@ -193,6 +214,7 @@ def _transfer(s: ServerSession, kind: TransferKind, path: str) -> list[Action]:
     if kind in (TransferKind.STOU, TransferKind.APPE) and offset:
         return s.reply(ReplyCode.INVALID_REST, f"REST cannot be combined with {kind.value}.")
     active = ActiveAddress(*s.state.active) if s.state.active else None
+    access = s.state.access
     s.state.passive_ready, s.state.active = False, None  # one transfer per PASV/PORT (RFC 1123 §4.1.2.6)
     transfer = Transfer(
         kind=kind,
@@ -202,35 +224,11 @@ def _transfer(s: ServerSession, kind: TransferKind, path: str) -> list[Action]:
         protect=s.state.prot == "P",
         active=active,
         facts=s.state.facts,
-        perm_for_file=file_perm(s.state.permissions),
-        perm_for_dir=dir_perm(s.state.permissions),
+        perm_for_file=file_perm(access.effective(path)),
+        perm_for_dir=dir_perm(access.effective(path)),
+        access=access if access.rules else None,  # entries may differ from the listed directory
     )
     return s.run_transfer(transfer)
-
-
-def file_perm(granted: Permission) -> str:
-    """The MLSx ``perm`` fact of a file for this user (RFC 3659 §7.5.5)."""
-    letters = (
-        ("a", Permission.APPEND),
-        ("d", Permission.DELETE),
-        ("f", Permission.RENAME),
-        ("r", Permission.READ),
-        ("w", Permission.WRITE),
-    )
-    return "".join(letter for letter, flag in letters if flag in granted)
-
-
-def dir_perm(granted: Permission) -> str:
-    """The MLSx ``perm`` fact of a directory for this user (RFC 3659 §7.5.5)."""
-    letters = (
-        ("c", Permission.WRITE),
-        ("d", Permission.RMDIR),
-        ("f", Permission.RENAME),
-        ("l", Permission.LIST),
-        ("m", Permission.MKDIR),
-        ("p", Permission.DELETE),
-    )
-    return "e" + "".join(letter for letter, flag in letters if flag in granted)
 
 
 def preliminary_reply(s: ServerSession, transfer: Transfer) -> Reply:

@@ -46,7 +46,7 @@ from pyftps.proto.commands import BadLine, Command, CommandReader, LineEvent, Te
 from pyftps.proto.errors import LocalProtocolError, RemoteProtocolError
 from pyftps.proto.grammar import TransferType
 from pyftps.proto.listing import DEFAULT_FACTS
-from pyftps.proto.permissions import Permission
+from pyftps.proto.permissions import AccessRules, Permission
 from pyftps.proto.policy import SessionPolicy, UserTLSPolicy
 from pyftps.proto.replies import Reply
 from pyftps.proto.security import TLSState, Trigger, gate, transition
@@ -70,7 +70,7 @@ class SessionState:
     login: LoginState = LoginState.NONE
     pending_user: str | None = None
     user: str | None = None
-    permissions: Permission = Permission(0)  # noqa: RUF009 - an immutable flag value
+    access: AccessRules = field(default_factory=AccessRules)  # what the user may do where; nothing yet
     cwd: str = "/"
     type: TransferType = TransferType.ASCII
     rest_offset: int = 0
@@ -85,6 +85,11 @@ class SessionState:
     @property
     def logged_in(self) -> bool:
         return self.login is LoginState.LOGGED_IN
+
+    @property
+    def permissions(self) -> Permission:
+        """Everything granted somewhere; a handler checks ``access.allows(flag, path)`` at its target."""
+        return self.access.anywhere
 
 
 class ServerSession:
@@ -223,7 +228,7 @@ class ServerSession:
     def reset_login(self) -> list[Action]:
         was_logged_in = self.state.logged_in
         self.state.login, self.state.user, self.state.pending_user = LoginState.NONE, None, None
-        self.state.permissions = Permission(0)
+        self.state.access = AccessRules()
         if self._policy_before_login is not None:  # the user's TLS overrides end with their login
             self.policy, self._policy_before_login = self._policy_before_login, None
         return [EndLogin()] if was_logged_in else []
@@ -350,7 +355,8 @@ class ServerSession:
             return self.reply(ReplyCode.SYNTAX_ERROR_ARGS, f"{command.verb} needs an argument.")
         if spec.arg is ArgRule.NONE and has_arg:
             return self.reply(ReplyCode.SYNTAX_ERROR_ARGS, f"{command.verb} takes no argument.")
-        if spec.perm is not None and spec.perm not in self.state.permissions:
+        if spec.perm is not None and spec.perm not in self.state.access.anywhere:
+            # Granted nowhere: refuse early. Handlers check the flag again at the resolved path.
             return self.reply(ReplyCode.FILE_UNAVAILABLE, "Permission denied.")
         try:
             return spec.handler(self, command)

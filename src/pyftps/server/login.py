@@ -70,7 +70,9 @@ class Identity:
             principal = None
         if principal is None:
             return refused
-        accepted = a.OpOk(a.LoginAccepted(principal.name, principal.permissions))
+        accepted = a.OpOk(
+            a.LoginAccepted(principal.name, principal.permissions, rules=principal.directory_rules)
+        )
         return self._accept(principal, accepted, ip)
 
     def release(self) -> None:

@@ -32,7 +32,10 @@ def authenticate(authenticator: Authenticator, op: a.Authenticate, session_id: s
         return LoginResult(None, a.OpFailed(ReplyCode.SERVICE_NOT_AVAILABLE, "Login service unavailable."))
     if principal is None:
         return LoginResult(None, a.OpFailed(ReplyCode.NOT_LOGGED_IN, "Login incorrect."))
-    return LoginResult(principal, a.OpOk(a.LoginAccepted(principal.name, principal.permissions)))
+    return LoginResult(
+        principal,
+        a.OpOk(a.LoginAccepted(principal.name, principal.permissions, rules=principal.directory_rules)),
+    )
 
 
 def run_storage_op(storage: Storage, op: a.Op, session_id: str) -> a.OpResult:

@@ -205,7 +205,7 @@ def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]
         if transfer.kind is TransferKind.NLST:
             line = info.name
         elif transfer.kind is TransferKind.MLSD:
-            perm = transfer.perm_for_dir if info.is_dir else transfer.perm_for_file
+            perm = transfer.entry_perm(info.name, is_dir=info.is_dir)
             line = mlsd_line(info, transfer.facts, perm=perm)
         else:
             line = list_line(info, now=now)
