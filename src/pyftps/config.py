@@ -27,6 +27,18 @@ class UserSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class VhostConfig:
+    """A ``[[vhost]]`` table (RFC 7151): host names with their own root, users and certificate."""
+
+    names: tuple[str, ...]  # lower case, no trailing dot
+    root: Path  # every home of the host's users lies inside it; relative homes are taken from it
+    cert_file: Path | None = None  # None: the server's certificate
+    key_file: Path | None = None
+    users: str | None = None  # user store URL; None: the server's own users (homes still confined)
+    anonymous_root: Path | None = None  # anonymous login (read-only) to this host when set
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "0.0.0.0"
     explicit_port: int | None = 2121  # None disables the listener
@@ -71,3 +83,4 @@ class ServerConfig:
     proxy_trusted: tuple[str, ...] = ()  # addresses/networks whose connections start with a PROXY header
     proxy_header_timeout: float = 10.0
     drain_timeout: float = 30.0  # SIGTERM: how long running transfers may take to finish
+    vhosts: tuple[VhostConfig, ...] = ()  # none: one host, today's behaviour

@@ -7,6 +7,7 @@ database holding a first user (its generated password is printed once), and serv
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -22,12 +23,13 @@ from pyftps.auth.cache import CachingAuthenticator
 from pyftps.auth.passwords import generate_password
 from pyftps.auth.static import StaticAuthenticator
 from pyftps.auth.stores import open_login_guard, open_user_store
-from pyftps.config import ServerConfig
+from pyftps.config import ServerConfig, VhostConfig
 from pyftps.server.app import Server, port_is_bindable
 from pyftps.server.data import PassivePorts
 from pyftps.server.http import MetricsHTTPServer
 from pyftps.server.logs import XferLog
 from pyftps.server.metrics import Metrics
+from pyftps.server.vhosts import VirtualHost, VirtualHosts
 from pyftps.tls.certs import ensure_self_signed, load_certificate_info
 from pyftps.tls.contexts import TLSConfigError, server_context
 
@@ -90,6 +92,46 @@ def _users(config: ServerConfig) -> Authenticator:
             file=sys.stderr,
         )
     return store
+
+
+def build_vhosts(config: ServerConfig, *, running: VirtualHosts | None = None) -> VirtualHosts:
+    """The ``[[vhost]]`` tables as hosts: user stores opened, roots created, certificates loaded.
+
+    With ``running`` (SIGHUP) a host already served keeps its user store and root and only its
+    certificate is read again; hosts added or changed otherwise need a restart.
+    """
+    hosts: list[VirtualHost] = []
+    for spec in config.vhosts:
+        context = None
+        if spec.cert_file is not None and spec.key_file is not None:
+            context = server_context(
+                spec.cert_file, spec.key_file, num_tickets=1, client_cafile=config.client_ca_file
+            )
+        current = running.find(spec.names[0]) if running is not None else None
+        if current is not None:
+            hosts.append(dataclasses.replace(current, ssl_context=context))
+            continue
+        spec.root.mkdir(parents=True, exist_ok=True)
+        users = (
+            CachingAuthenticator(open_user_store(spec.users), ttl=config.credential_cache_ttl)
+            if spec.users
+            else CachingAuthenticator(_users(config), ttl=config.credential_cache_ttl)
+        )
+        hosts.append(
+            VirtualHost.confined(spec.names, spec.root, users, context, wrap=_anonymous(config, spec))
+        )
+        log.info("virtual host %s (%s) serving %s", spec.names[0], ", ".join(spec.names), spec.root)
+    return VirtualHosts(hosts)
+
+
+def _anonymous(config: ServerConfig, spec: VhostConfig) -> Callable[[Authenticator], Authenticator] | None:
+    root = spec.anonymous_root
+    if root is None:
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    writable = Permission.LIST | Permission.READ | Permission.WRITE | Permission.MKDIR
+    permissions = writable if config.anonymous_write else None
+    return lambda users: AnonymousAuthenticator(users, str(root), permissions)
 
 
 def build_tls(config: ServerConfig) -> tuple[Path, ssl.SSLContext]:
@@ -160,6 +202,11 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         _prepare_users(config)  # the first user is created (and its password printed) once, here
         return run_workers(config, context, reload, serve_process)
     authenticator = build_authenticator(config)
+    try:
+        vhosts = build_vhosts(config)
+    except (ValueError, OSError) as error:  # TLSConfigError and UserStoreError are ValueErrors
+        print(f"pyftps: virtual host: {error}", file=sys.stderr)
+        return 2
     guard = open_login_guard(config.database_url, config.bans)  # shared by all nodes on PostgreSQL
     xferlog = XferLog(config.xferlog) if config.xferlog is not None else None
     server = Server(
@@ -169,6 +216,7 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         guard=guard,
         metrics=Metrics(),
         xferlog=xferlog,
+        vhosts=vhosts,
     )
     log.info(
         "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
@@ -212,6 +260,7 @@ def serve_process(
         counter=share.counter,
         passive_ports=PassivePorts(share.passive_ports),
         listeners=share.listeners,
+        vhosts=build_vhosts(config),
     )
     if share.passive_ports is not None:
         log.info("worker %d: passive ports %d-%d", share.index, *share.passive_ports)
@@ -229,10 +278,11 @@ def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
     try:
         config = reload() if reload is not None else server.config
         cert_file, context = build_tls(config)
+        vhosts = build_vhosts(config, running=server.context.vhosts)
     except (ValueError, OSError) as error:  # SettingsError and TLSConfigError are ValueErrors
         log.error("reload failed, keeping the current settings: %s", error)
         return
-    server.reload(config, context)
+    server.reload(config, context, vhosts)
     if server.context.xferlog is not None:
         server.context.xferlog.reopen()  # logrotate moved the file away
     info = load_certificate_info(cert_file)

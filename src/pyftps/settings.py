@@ -19,6 +19,7 @@ from typing import Any
 from pyftps.config import ReusePolicy, ServerConfig, UserSpec
 from pyftps.proto.policy import CCCPolicy, SessionPolicy
 from pyftps.server.guard import BanPolicy, ConnectionLimits
+from pyftps.settings_vhosts import parse_vhosts
 
 
 class SettingsError(ValueError):
@@ -380,6 +381,9 @@ def read_file(path: Path) -> dict[str, object]:
     known = {option.key for option in OPTIONS}
     flat: dict[str, object] = {}
     for section, table in document.items():
+        if section == "vhost":  # [[vhost]]: an array of tables, checked by parse_vhosts
+            flat["vhost"] = table
+            continue
         if not isinstance(table, dict):
             raise SettingsError(f"{path}: '{section}' must be a [section] table")
         for name, value in table.items():
@@ -406,6 +410,10 @@ def resolve(args: argparse.Namespace | None, environ: Mapping[str, str] = os.env
         elif option.key in from_file:
             source, raw = f"{config_path}: {option.key}", from_file[option.key]
         values[option.key] = _parse(option, raw, source)
+    try:
+        values["vhost"] = parse_vhosts(from_file.get("vhost"), str(config_path))
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
     return values
 
 
@@ -438,6 +446,7 @@ def build_config(
         login_failure_delay=values["policy.login_delay"],
         passive_address=values["server.masquerade_address"],
         allow_foreign_data_address=values["policy.allow_foreign_data"],
+        host_names=frozenset(name for vhost in values.get("vhost", ()) for name in vhost.names),
     )
     if (values["tls.cert"] is None) != (values["tls.key"] is None):
         raise SettingsError("--cert and --key go together: give both or neither")
@@ -477,4 +486,5 @@ def build_config(
         s3_endpoint=values["storage.s3_endpoint"],
         s3_region=values["storage.s3_region"],
         anonymous_write=values["users.anonymous_write"],
+        vhosts=tuple(values.get("vhost", ())),
     )

@@ -221,6 +221,16 @@ class EndLogin:
 
 
 @dataclass(frozen=True, slots=True)
+class SelectHost:
+    """The virtual host logins are for from now on (RFC 7151 HOST); None: back to the default host (REIN).
+
+    A host chosen before AUTH also selects the certificate of the handshake that follows (7151 §4).
+    """
+
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class CommandStarted:
     """The session starts handling a command; its replies follow (only with ``policy.trace_commands``)."""
 
@@ -243,6 +253,7 @@ Action = (
     | AbortTransfer
     | DropDataChannel
     | EndLogin
+    | SelectHost
     | Close
     | CommandStarted
 )

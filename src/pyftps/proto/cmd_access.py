@@ -20,6 +20,7 @@ from pyftps.proto.actions import (
     OpFailed,
     OpOk,
     OpResult,
+    SelectHost,
     Sleep,
 )
 from pyftps.proto.codes import ReplyCode
@@ -111,7 +112,9 @@ def account(s: ServerSession, cmd: Command) -> list[Action]:
 
 
 def reinitialize(s: ServerSession, cmd: Command) -> list[Action]:
-    return s.reinitialize()
+    # REIN starts a fresh session state, HOST included: logins go to the default host again.
+    forget: list[Action] = [SelectHost(None)] if s.state.host is not None else []
+    return forget + s.reinitialize()
 
 
 def quit(s: ServerSession, cmd: Command) -> list[Action]:
@@ -134,7 +137,8 @@ def host(s: ServerSession, cmd: Command) -> list[Action]:
         return s.reply(ReplyCode.NOT_IMPLEMENTED_PARAM, "HOST does not match the TLS server name (SNI).")
     actions = s.reset_login()  # RFC 7151 §3: each HOST resets the authentication environment
     s.state.host = name
-    return actions + s.reply(ReplyCode.SERVICE_READY, f"Host {name} accepted.")
+    # The I/O layer picks the virtual host's user store, root and (before AUTH) certificate.
+    return [*actions, SelectHost(name), *s.reply(ReplyCode.SERVICE_READY, f"Host {name} accepted.")]
 
 
 def _is_address(text: str) -> bool:

@@ -20,6 +20,7 @@ from pyftps.server.logs import XferLog
 from pyftps.server.metrics import Metrics
 from pyftps.server.quota import Quota
 from pyftps.server.throttle import SharedBandwidth
+from pyftps.server.vhosts import VirtualHosts
 from pyftps.storage.factory import StorageFactory as HomeStorage
 
 log = logging.getLogger("pyftps.server")
@@ -43,6 +44,7 @@ class Server:
         counter: ConnectionCounter | None = None,
         passive_ports: PassivePorts | None = None,
         listeners: Listeners | None = None,
+        vhosts: VirtualHosts | None = None,
     ) -> None:
         self.config = config
         self._listeners = listeners  # bound by a pre-fork parent (--workers); else start() binds
@@ -73,6 +75,7 @@ class Server:
             config.download_rate, rate_for=lambda user: self.rate_for(user, upload=False)
         )
         self.context.on_login = self._remember_limits
+        self._set_vhosts(vhosts or VirtualHosts(), ssl_context)
         self._servers: list[asyncio.AbstractServer] = []
         self.explicit_address: tuple[str, int] | None = None
         self.implicit_address: tuple[str, int] | None = None
@@ -116,15 +119,23 @@ class Server:
             self._servers.append(server)
             self.implicit_address = server.sockets[0].getsockname()[:2]
 
-    def reload(self, config: ServerConfig, ssl_context: ssl.SSLContext | None) -> None:
-        """New settings and certificate for sessions opened from now on; live sessions keep theirs.
+    def reload(
+        self, config: ServerConfig, ssl_context: ssl.SSLContext | None, vhosts: VirtualHosts | None = None
+    ) -> None:
+        """New settings and certificates for sessions opened from now on; live sessions keep theirs.
 
         Listener addresses, limits and the ban policy are fixed at start-up (changing them needs a
-        restart); everything a session reads (policy, timeouts, TLS context) is taken from here.
+        restart); everything a session reads (policy, timeouts, TLS contexts, virtual hosts) is
+        taken from here. Without ``vhosts`` the current hosts stay, presented by the new context.
         """
         self.config = config
         self.context.config = config
         self.context.ssl_context = ssl_context
+        self._set_vhosts(vhosts if vhosts is not None else self.context.vhosts, ssl_context)
+
+    def _set_vhosts(self, vhosts: VirtualHosts, ssl_context: ssl.SSLContext | None) -> None:
+        self.context.vhosts = vhosts
+        vhosts.attach(ssl_context)  # SNI presents a host's certificate (RFC 7151 §4)
 
     async def drain(self, timeout: float) -> None:
         """SIGTERM: stop accepting, let running transfers finish (up to ``timeout``), then stop."""

@@ -17,6 +17,7 @@ from pyftps.server.logs import XferLog
 from pyftps.server.metrics import Metrics
 from pyftps.server.quota import QuotaTracker
 from pyftps.server.throttle import SharedBandwidth
+from pyftps.server.vhosts import VirtualHosts
 from pyftps.storage.base import Storage
 
 StorageFactory = Callable[[Principal], Storage]
@@ -40,6 +41,7 @@ class ServerContext:
     connections: set[object] = field(default_factory=set)
     metrics: Metrics = field(default_factory=lambda: Metrics(process_metrics=False))
     xferlog: XferLog | None = None
+    vhosts: VirtualHosts = field(default_factory=VirtualHosts)  # RFC 7151; empty: one host
     running_transfers: int = 0  # read by the pyftps_transfers_active gauge
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 

@@ -50,6 +50,8 @@ class ControlConnection(asyncio.Protocol):
         # SSLContext of their control connection or TLS session resumption fails.
         self.config = server.config
         self.ssl_context = server.ssl_context
+        self._server_context = server.ssl_context  # for a handshake when no virtual host has its own
+        self._host_from_sni = False  # the virtual host was chosen by SNI, not HOST
         self.implicit = implicit
         self.id = server.next_session_id()
         self.loop = asyncio.get_running_loop()
@@ -193,7 +195,12 @@ class ControlConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ TLS
 
     def _start_tls(self, initial: bytes) -> None:
-        context = self.ssl_context
+        # HOST before AUTH: the host's certificate (RFC 7151 §4); its tickets are then sealed with
+        # the host's keys. Data connections are wrapped with this creating context: OpenSSL accepts
+        # tickets only there, even after SNI switched the certificate (see server.vhosts).
+        vhost = self.identity.vhost
+        context = vhost.ssl_context if vhost is not None and vhost.ssl_context else self._server_context
+        self.ssl_context = context
         if context is None:
             self._abort_connection("no TLS context")
             return
@@ -249,6 +256,8 @@ class ControlConnection(asyncio.Protocol):
         self.server.metrics.tls_handshake("control", info.version, info.cipher, seconds)
         self._disarm_guard()
         assert self.session is not None
+        if tls.sni and self.identity.vhost is None and self.session.state.host is None:
+            self._select_host(tls.sni, by_sni=True)  # implicit FTPS has only SNI (RFC 7151 §4)
         self._call(self.session.tls_established, info)
 
     def _tls_closed(self, tls: TLSChannel) -> None:
@@ -257,6 +266,8 @@ class ControlConnection(asyncio.Protocol):
         if self.session is None or self.session.state.tls is not TLSState.CLEARED:
             # REIN clears the TLS session (RFC 4217 §13); after CCC, PROT P data still resumes it.
             self.tls_control_session_id = None
+            if self._host_from_sni:
+                self._select_host(None)  # and the host that its SNI chose
         self._disarm_guard()
         self._paused = False
         self._run_actions()
@@ -335,8 +346,17 @@ class ControlConnection(asyncio.Protocol):
                     self.data.close()
             case a.EndLogin():
                 self.identity.release()
+            case a.SelectHost(name):
+                self._select_host(name)
             case a.Close():
                 self._close_gracefully()
+
+    def _select_host(self, name: str | None, *, by_sni: bool = False) -> None:
+        """HOST, SNI or REIN: the virtual host the next login is for (None or unknown: the default)."""
+        vhost = self.server.vhosts.find(name)
+        if vhost is not self.identity.vhost:
+            log.info("session %s: virtual host %s", self.id, vhost.name if vhost else "(default)")
+        self.identity.vhost, self._host_from_sni = vhost, by_sni and vhost is not None
 
     def _replied(self, code: int) -> None:
         """Count the reply; a final reply also ends its command: latency histogram and command log."""

@@ -11,12 +11,13 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from pyftps.auth.base import Principal, SupportsCertificateLogin
+from pyftps.auth.base import Authenticator, Principal, SupportsCertificateLogin
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
 from pyftps.server.context import ServerContext
 from pyftps.server.guard import BANNED
 from pyftps.server.ops import authenticate
+from pyftps.server.vhosts import VirtualHost
 from pyftps.storage.base import Storage
 
 log = logging.getLogger("pyftps.session")
@@ -29,6 +30,12 @@ class Identity:
         self.principal: Principal | None = None
         self.storage: Storage | None = None
         self._counted: str | None = None  # holds a slot in the per-user session count
+        self.vhost: VirtualHost | None = None  # RFC 7151 HOST or SNI; None: the default host
+
+    @property
+    def authenticator(self) -> Authenticator:
+        """The user store logins go to: the selected virtual host's, else the server's."""
+        return self.vhost.authenticator if self.vhost is not None else self.server.authenticator
 
     async def password(self, op: a.Authenticate, ip: str) -> a.OpResult:
         """USER/PASS, with the ban list checked first and failures recorded per address."""
@@ -36,7 +43,7 @@ class Identity:
         if server.guard.is_banned(ip, loop.time()):
             return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
         login = await loop.run_in_executor(
-            server.op_executor, authenticate, server.authenticator, op, self.session_id
+            server.op_executor, authenticate, self.authenticator, op, self.session_id
         )
         if login.principal is not None:
             return self._accept(login.principal, login.result, ip)
@@ -52,7 +59,7 @@ class Identity:
 
     async def certificate(self, op: a.CertificateLogin, ip: str) -> a.OpResult:
         """USER with a verified client certificate: 232 when the user's record names it."""
-        authenticator = self.server.authenticator
+        authenticator = self.authenticator
         refused = a.OpFailed(ReplyCode.NEED_PASSWORD, "Password required.")
         if not isinstance(authenticator, SupportsCertificateLogin):
             return refused
@@ -84,6 +91,8 @@ class Identity:
 
     def _accept(self, principal: Principal, result: a.OpResult, ip: str) -> a.OpResult:
         server = self.server
+        if self.vhost is not None:  # "bob" of one host is not "bob" of another: limits, rates, quotas
+            principal = self.vhost.principal(principal)
         # The user's own max_sessions replaces the server-wide per-user limit (same 530 reply).
         refusal = server.counter.try_login(principal.name, principal.limits.max_sessions)
         if refusal is not None:
