@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from pyftps.auth.records import CERTIFICATE_FINGERPRINTS, CERTIFICATE_SUBJECT, UserStore
+from pyftps.auth.records import (
+    CERTIFICATE_FINGERPRINTS,
+    CERTIFICATE_SUBJECT,
+    DIRECTORY_PERMISSIONS,
+    UserStore,
+    format_directory_permissions,
+    normalise_directory_permissions,
+)
 from pyftps.settings import SettingsError, add_serve_arguments, build_config, resolve
 
 
@@ -54,6 +61,21 @@ def _user_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     change.add_argument(
         "--certificate-subject", metavar="CN", help="accept verified certificates with this CN"
+    )
+    change.add_argument(
+        "--dir-perm",
+        action="append",
+        default=[],
+        metavar="PATH=PERMS",
+        help="permissions at a virtual path and below, e.g. /incoming=list,write (repeatable); "
+        "the longest matching path wins over --perms",
+    )
+    change.add_argument(
+        "--clear-dir-perm",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="remove the rule for PATH ('all': every rule); applied before --dir-perm",
     )
     for limit in ("quota-bytes", "quota-files", "upload-rate", "download-rate", "max-sessions"):
         change.add_argument(f"--{limit}", type=int, metavar="N", help="a number; -1 removes the limit")
@@ -178,7 +200,9 @@ def run_user(args: argparse.Namespace) -> int:
                     state = "enabled" if record.enabled else "disabled"
                     line = f"{record.name}\t{record.home}\t{','.join(record.permissions.names())}\t{state}"
                     overrides = _tls_summary(record.settings)
-                    print(f"{line}\t{overrides}" if overrides else line)
+                    line = f"{line}\t{overrides}" if overrides else line
+                    rules = format_directory_permissions(record.settings)
+                    print(f"{line}\t{rules}" if rules else line)
         except (UserStoreError, ValueError) as error:
             print(f"pyftps: {error}", file=sys.stderr)
             return 1
@@ -217,6 +241,10 @@ def _set_user(store: UserStore, args: argparse.Namespace) -> None:
         settings[CERTIFICATE_FINGERPRINTS] = [*known, fingerprint] if fingerprint not in known else known
     if args.certificate_subject is not None:
         settings[CERTIFICATE_SUBJECT] = args.certificate_subject
+    if args.dir_perm or args.clear_dir_perm:
+        settings[DIRECTORY_PERMISSIONS] = _directory_rules(
+            settings.get(DIRECTORY_PERMISSIONS) or {}, args.dir_perm, args.clear_dir_perm
+        )
     _apply_tls_overrides(settings, args)
     UserLimits.from_settings(settings)  # validate before writing
     store.update_user(
@@ -226,6 +254,25 @@ def _set_user(store: UserStore, args: argparse.Namespace) -> None:
         enabled=True if args.enable else False if args.disable else None,
         settings=settings,
     )
+
+
+def _directory_rules(current: object, wanted: list[str], cleared: list[str]) -> dict[str, str]:
+    """The user's directory rules after ``--clear-dir-perm`` then ``--dir-perm`` (ValueError if bad)."""
+    rules = normalise_directory_permissions(current)
+    for path in cleared:
+        if path == "all":
+            rules.clear()
+            continue
+        (canonical,) = normalise_directory_permissions({path: ""})
+        if rules.pop(canonical, None) is None:
+            raise ValueError(f"no directory rule for {canonical}")
+    for item in wanted:
+        path, sep, perms = item.rpartition("=")
+        if not sep or not path:
+            raise ValueError(f"--dir-perm wants PATH=PERMS (such as /incoming=list,write), got {item!r}")
+        ((canonical, text),) = normalise_directory_permissions({path: perms}).items()
+        rules[canonical] = text
+    return normalise_directory_permissions(rules)
 
 
 def main(argv: list[str] | None = None) -> int:
