@@ -25,17 +25,20 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from pyftps.proto.errors import LocalProtocolError, RemoteProtocolError
-from pyftps.proto.grammar import format_time_val, parse_time_val
+from pyftps.proto.grammar import parse_time_val
 
 __all__ = [
     "DEFAULT_FACTS",
     "SUPPORTED_FACTS",
+    "ListFormatter",
+    "MlsdFormatter",
     "RemoteEntry",
     "StatLike",
     "feat_mlst_line",
     "format_facts",
     "format_opts_mlst_reply",
     "list_line",
+    "listable",
     "mlsd_line",
     "mlst_line",
     "parse_list_line",
@@ -56,6 +59,15 @@ _MONTH_NUMBER: Final = {name.lower(): number for number, name in enumerate(_MONT
 _HALF_YEAR: Final = 15778476  # seconds, the cut-off GNU ls uses between "HH:MM" and year
 _FUTURE_SLACK: Final = 86400  # a peer's clock or zone may put "recent" files up to a day ahead
 _UNIX_TYPES: Final = {"-": "file", "d": "dir", "l": "OS.unix=slink"}
+# Listings format thousands of times per command, so times are built from integer arithmetic and
+# per-day pieces instead of Decimal and datetime (grammar.format_time_val); tests pin the equality.
+_FIRST_SECOND: Final = -30610224000  # 1000-01-01T00:00:00Z: time-val has four year digits (3659 §2.3)
+_LAST_SECOND: Final = 253402300799  # 9999-12-31T23:59:59Z
+_EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
+_TWO_DIGITS: Final = tuple(f"{n:02d}" for n in range(100))
+_CACHE_LIMIT: Final = 4096  # bounds the day and second caches whatever the mtimes of a directory
+_days: dict[int, tuple[str, str, str]] = {}  # day number -> ("YYYYMMDD", "Mon DD", " YYYY")
+_seconds: dict[int, str] = {}  # whole second -> "YYYYMMDDHHMMSS"; files are often written in bursts
 
 # ls -l: perms, 1-3 columns (links, owner, [group]), size, "Mon DD HH:MM" or "Mon DD YYYY", name.
 # The middle columns are matched lazily, so the size is the first number followed by a month.
@@ -131,11 +143,62 @@ def format_opts_mlst_reply(selected: frozenset[str]) -> str:
     return f"MLST OPTS {facts}" if facts else "MLST OPTS"
 
 
+# --- times ------------------------------------------------------------------------------------------
+
+
+def _whole_second(ts: float) -> int:
+    """floor(ts) clamped to years 1000-9999: the second ``format_time_val(ts)`` prints.
+
+    Flooring the float itself equals flooring its shortest repr (format_time_val's reading): a float
+    whose repr is a whole number N is exactly N, and the next float above N has a repr above N.
+    """
+    if ts >= _LAST_SECOND:  # also +inf
+        return _LAST_SECOND
+    if ts < _FIRST_SECOND:  # also -inf
+        return _FIRST_SECOND
+    if math.isnan(ts):
+        raise LocalProtocolError("timestamp is NaN")
+    return math.floor(ts)
+
+
+def _day(day: int) -> tuple[str, str, str]:
+    """("YYYYMMDD", "Mon DD", " YYYY") of a day counted from the epoch, cached."""
+    pieces = _days.get(day)
+    if pieces is None:
+        date = _dt.date.fromordinal(_EPOCH_ORDINAL + day)
+        pieces = (
+            f"{date.year:04d}{date.month:02d}{date.day:02d}",
+            f"{_MONTHS[date.month - 1]} {date.day:02d}",
+            f" {date.year:04d}",
+        )
+        if len(_days) >= _CACHE_LIMIT:
+            _days.clear()
+        _days[day] = pieces
+    return pieces
+
+
+def _modify_text(ts: float) -> str:
+    """``format_time_val(ts)`` (``YYYYMMDDHHMMSS``, UTC) without Decimal or datetime per call."""
+    second = _whole_second(ts)
+    text = _seconds.get(second)
+    if text is None:
+        day, rest = divmod(second, 86400)
+        hour, rest = divmod(rest, 3600)
+        minute, sec = divmod(rest, 60)
+        text = _day(day)[0] + _TWO_DIGITS[hour] + _TWO_DIGITS[minute] + _TWO_DIGITS[sec]
+        if len(_seconds) >= _CACHE_LIMIT:
+            _seconds.clear()
+        _seconds[second] = text
+    return text
+
+
 # --- MLSx formatting (3659 §7.2, §7.5) ------------------------------------------------------------
 
 
 def _sanitise_unique(value: str) -> str:
     """Percent-encode (UTF-8) every character outside RCHAR; injective since "%" is escaped as well."""
+    if value.isascii() and value.isalnum():
+        return value  # the usual hex digest: nothing to escape
     return "".join(
         ch if ch in _UNIQUE_SAFE else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
         for ch in value
@@ -144,7 +207,7 @@ def _sanitise_unique(value: str) -> str:
 
 def listable(name: str) -> bool:
     """Whether a name can appear in a listing line (servers skip the others, RFC 3659 §2.2)."""
-    return bool(name) and not any(ch in name for ch in "\r\n\0")
+    return bool(name) and "\r" not in name and "\n" not in name and "\0" not in name
 
 
 def _check_listable_name(name: str, what: str = "name") -> None:
@@ -160,7 +223,7 @@ def _fact_value(fact: str, info: StatLike, perm: str, kind: str | None) -> str |
         # Omitted for directories: their "size" means nothing to a client (digest §4.6).
         return None if info.is_dir or kind in ("dir", "cdir", "pdir") else str(max(info.size, 0))
     if fact == "modify":
-        return format_time_val(info.mtime)
+        return _modify_text(info.mtime)
     if fact == "perm":
         return perm
     if fact == "unique":
@@ -193,6 +256,52 @@ def mlsd_line(info: StatLike, selected: frozenset[str], *, perm: str, kind: str 
     return f"{format_facts(info, selected, perm=perm, kind=kind)} {info.name}"
 
 
+class MlsdFormatter:
+    """MLSD lines for one listing: the fact selection is read once and each perm value checked once.
+
+    ``line(info, perm)`` equals ``mlsd_line(info, selected, perm=perm)``; it is the per-entry path of a
+    directory listing, where that function's per-call checks and lookups would dominate.
+    """
+
+    __slots__ = ("_mode", "_modify", "_perm", "_perm_facts", "_size", "_type", "_unique")
+
+    def __init__(self, selected: frozenset[str]) -> None:
+        self._type = "type" in selected
+        self._size = "size" in selected
+        self._modify = "modify" in selected
+        self._perm = "perm" in selected
+        self._unique = "unique" in selected
+        self._mode = "unix.mode" in selected
+        self._perm_facts: dict[str, str] = {}  # perm value -> "perm=...;"
+
+    def line(self, info: StatLike, perm: str) -> str:
+        name = info.name
+        if not listable(name):
+            raise LocalProtocolError(f"name cannot appear in a listing: {name!r}")
+        perm_fact = self._perm_facts.get(perm)
+        if perm_fact is None:
+            if not set(perm) <= _PERM_LETTERS:
+                raise LocalProtocolError(f"perm may only hold the letters acdeflmprw: {perm!r}")
+            perm_fact = self._perm_facts[perm] = f"perm={perm};"
+        is_dir = info.is_dir
+        parts = []
+        if self._type:
+            parts.append("type=dir;" if is_dir else "type=file;")
+        if self._size and not is_dir:
+            parts.append(f"size={max(info.size, 0)};")
+        if self._modify:
+            parts.append(f"modify={_modify_text(info.mtime)};")
+        if self._perm:
+            parts.append(perm_fact)
+        if self._unique and (unique := info.unique):
+            parts.append(f"unique={_sanitise_unique(unique)};")
+        if self._mode and (mode := info.mode) is not None:
+            parts.append(f"unix.mode={mode & 0o7777:04o};")
+        parts.append(" ")
+        parts.append(name)
+        return "".join(parts)
+
+
 def mlst_line(info: StatLike, selected: frozenset[str], *, perm: str, path: str) -> str:
     """The middle line of an MLST reply: exactly one leading blank, facts, blank, path (3659 §7.2)."""
     _check_listable_name(path, "path")
@@ -214,23 +323,52 @@ def _permission_string(mode: int) -> str:
     return "".join(columns)
 
 
-def list_line(info: StatLike, *, now: float, owner: str = "ftp", group: str = "ftp") -> str:
-    """One ``ls -l`` style LIST line (no CRLF), the de-facto format clients parse (959 §4.1.3).
+class ListFormatter:
+    """``ls -l`` style LIST lines (no CRLF), the de-facto format clients parse (959 §4.1.3).
 
     Times are UTC; the time of day is shown for files modified in the last half year, the year
-    otherwise (also for future times), as ls does.  Months are English whatever the locale.
+    otherwise (also for future times), as ls does.  Months are English whatever the locale.  One
+    formatter serves one listing: owner and group are checked once and the columns before the size
+    are cached per (type, mode), since a directory holds few distinct ones.
     """
+
+    __slots__ = ("_heads", "_now", "_owner_group", "_recent_after")
+
+    def __init__(self, *, now: float, owner: str = "ftp", group: str = "ftp") -> None:
+        for label, value in (("owner", owner), ("group", group)):
+            if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+                raise LocalProtocolError(f"{label} must be a non-empty word: {value!r}")
+        self._now = now
+        self._recent_after = now - _HALF_YEAR
+        self._owner_group = f" 1 {owner} {group} "
+        self._heads: dict[tuple[bool, int | None], str] = {}  # "drwxr-xr-x 1 ftp ftp "
+
+    def line(self, info: StatLike) -> str:
+        name = info.name
+        if not listable(name):
+            raise LocalProtocolError(f"name cannot appear in a listing: {name!r}")
+        is_dir, mode = info.is_dir, info.mode
+        head = self._heads.get((is_dir, mode))
+        if head is None:
+            bits = mode if mode is not None else (0o755 if is_dir else 0o644)
+            head = ("d" if is_dir else "-") + _permission_string(bits) + self._owner_group
+            self._heads[(is_dir, mode)] = head
+        mtime = info.mtime
+        second = _whole_second(mtime)
+        day, rest = divmod(second, 86400)
+        _, month_day, year = _day(day)
+        if self._recent_after < mtime <= self._now:
+            hour, rest = divmod(rest, 3600)
+            when = f"{_TWO_DIGITS[hour]}:{_TWO_DIGITS[rest // 60]}"
+        else:
+            when = year
+        return f"{head}{max(info.size, 0)} {month_day} {when} {name}"
+
+
+def list_line(info: StatLike, *, now: float, owner: str = "ftp", group: str = "ftp") -> str:
+    """One LIST line; see :class:`ListFormatter`, which a listing of many entries should reuse."""
     _check_listable_name(info.name)
-    for label, value in (("owner", owner), ("group", group)):
-        if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
-            raise LocalProtocolError(f"{label} must be a non-empty word: {value!r}")
-    mode = info.mode if info.mode is not None else (0o755 if info.is_dir else 0o644)
-    perms = ("d" if info.is_dir else "-") + _permission_string(mode)
-    stamp = format_time_val(info.mtime)  # YYYYMMDDHHMMSS, already clamped to years 1000-9999
-    month, day = _MONTHS[int(stamp[4:6]) - 1], stamp[6:8]
-    recent = now - _HALF_YEAR < info.mtime <= now
-    when = f"{stamp[8:10]}:{stamp[10:12]}" if recent else f" {stamp[:4]}"
-    return f"{perms} 1 {owner} {group} {max(info.size, 0)} {month} {day} {when} {info.name}"
+    return ListFormatter(now=now, owner=owner, group=group).line(info)
 
 
 # --- client-side parsing ----------------------------------------------------------------------------
