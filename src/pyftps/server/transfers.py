@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pyftps.config import ReusePolicy
 from pyftps.proto.actions import Transfer, TransferKind, TransferOutcome
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.listing import list_line, listable, mlsd_line
+from pyftps.proto.listing import ListFormatter, MlsdFormatter, listable
 from pyftps.server.data import DataConnectionError, PendingData
 from pyftps.server.errors import reply_for
 from pyftps.server.quota import QuotaTracker, UploadReservation
@@ -196,19 +196,13 @@ def _reserve(storage: Storage, transfer: Transfer, quota: QuotaTracker, user: st
 
 def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]:
     """Listing lines in batches; generated lazily in the worker so huge directories stream."""
-    now = time.time()
+    line_of = _line_formatter(transfer)
     batch: list[str] = []
     size = 0
     for info in entries:
         if not listable(info.name):
             continue  # a name with CR or LF would forge listing lines (RFC 3659 §2.2)
-        if transfer.kind is TransferKind.NLST:
-            line = info.name
-        elif transfer.kind is TransferKind.MLSD:
-            perm = transfer.entry_perm(info.name, is_dir=info.is_dir)
-            line = mlsd_line(info, transfer.facts, perm=perm)
-        else:
-            line = list_line(info, now=now)
+        line = line_of(info)
         batch.append(line)
         size += len(line) + 2
         if size >= LISTING_BATCH:
@@ -216,6 +210,20 @@ def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]
             batch, size = [], 0
     if batch:
         yield ("\r\n".join(batch) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+def _line_formatter(transfer: Transfer) -> Callable[[FileInfo], str]:
+    """The per-entry line function of one listing, with everything per-listing worked out once."""
+    if transfer.kind is TransferKind.NLST:
+        return _entry_name
+    if transfer.kind is TransferKind.MLSD:
+        mlsd, entry_perm = MlsdFormatter(transfer.facts), transfer.entry_perm
+        return lambda info: mlsd.line(info, entry_perm(info.name, is_dir=info.is_dir))
+    return ListFormatter(now=time.time()).line
+
+
+def _entry_name(info: FileInfo) -> str:
+    return info.name
 
 
 def _discard(sink: WriteStream | None, source: object) -> None:
