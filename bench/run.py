@@ -408,6 +408,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="benchmark pyftps as committed at this git revision (e.g. HEAD) instead of the work tree",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy pyftps during " + ", ".join(PROFILED))
+    parser.add_argument(
+        "--pyftps-workers",
+        metavar="N",
+        help="run pyftps with --workers N (PYFTPS_SERVER_WORKERS; 'auto' for one per CPU)",
+    )
+    parser.add_argument(
+        "--pyftps-cache-ttl",
+        metavar="S",
+        help="pyftps credential cache TTL (PYFTPS_USERS_CACHE_TTL); 0 makes every login pay argon2id (cold)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="output directory")
     return parser.parse_args(argv)
@@ -418,6 +428,11 @@ def main(argv: list[str]) -> int:
     chosen = [s for s in scenarios.SCENARIOS if s in (args.only or ()) or (not args.only and s not in OPT_IN)]
     peers = [ALL_PEERS[name] for name in args.servers]
     raise_fd_limit()
+    # Through the environment: pyftps serve reads PYFTPS_* and the peers ignore them.
+    if args.pyftps_workers is not None:
+        os.environ["PYFTPS_SERVER_WORKERS"] = args.pyftps_workers
+    if args.pyftps_cache_ttl is not None:
+        os.environ["PYFTPS_USERS_CACHE_TTL"] = args.pyftps_cache_ttl
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="pyftps-bench-"))
     workdir.chmod(0o755)  # the bench user's sessions must reach the served directory

@@ -38,6 +38,25 @@ class CachingAuthenticator:
         self._entries: OrderedDict[tuple[str, bytes], tuple[float, Principal]] = OrderedDict()
 
     def authenticate(self, username: str, password: str) -> Principal | None:
+        known = self.cached(username, password)
+        if known is not None:
+            return known
+        now = self._clock()
+        principal = self._inner.authenticate(username, password)
+        if principal is not None and self._ttl > 0:
+            key = (username, self._digest(password))
+            with self._lock:
+                self._entries[key] = (now + self._ttl, principal)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max:
+                    self._entries.popitem(last=False)
+        return principal
+
+    def cached(self, username: str, password: str) -> Principal | None:
+        """The principal if these credentials were verified within the TTL, else None (never the store).
+
+        Cheap enough for the event loop: a login it answers needs no worker thread.
+        """
         key = (username, self._digest(password))
         now = self._clock()
         with self._lock:
@@ -45,14 +64,7 @@ class CachingAuthenticator:
             if entry is not None and entry[0] > now:
                 self._entries.move_to_end(key)
                 return entry[1]
-        principal = self._inner.authenticate(username, password)
-        if principal is not None and self._ttl > 0:
-            with self._lock:
-                self._entries[key] = (now + self._ttl, principal)
-                self._entries.move_to_end(key)
-                while len(self._entries) > self._max:
-                    self._entries.popitem(last=False)
-        return principal
+        return None
 
     def authenticate_certificate(
         self, username: str, fingerprint: str, subject: str | None

@@ -12,15 +12,34 @@ import logging
 from dataclasses import replace
 
 from pyftps.auth.base import Authenticator, Principal, SupportsCertificateLogin
+from pyftps.auth.cache import CachingAuthenticator
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
 from pyftps.server.context import ServerContext
 from pyftps.server.guard import BANNED
-from pyftps.server.ops import authenticate
+from pyftps.server.ops import LoginResult, authenticate
 from pyftps.server.vhosts import VirtualHost
 from pyftps.storage.base import Storage
 
 log = logging.getLogger("pyftps.session")
+
+
+def _from_cache(authenticator: Authenticator, op: a.Authenticate, session_id: str) -> LoginResult | None:
+    """A repeat login the credential cache vouches for, answered on the loop (no worker-thread hop)."""
+    if not isinstance(authenticator, CachingAuthenticator):
+        return None
+    principal = authenticator.cached(op.username, op.password)
+    return authenticate(_Verified(principal), op, session_id) if principal is not None else None
+
+
+class _Verified:
+    """An authenticator that already has the answer, so the result is built as for any login."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    def authenticate(self, username: str, password: str) -> Principal | None:
+        return self.principal
 
 
 class Identity:
@@ -42,9 +61,11 @@ class Identity:
         server, loop = self.server, asyncio.get_running_loop()
         if server.guard.is_banned(ip, loop.time()):
             return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
-        login = await loop.run_in_executor(
-            server.op_executor, authenticate, self.authenticator, op, self.session_id
-        )
+        login = _from_cache(self.authenticator, op, self.session_id)
+        if login is None:
+            login = await loop.run_in_executor(
+                server.op_executor, authenticate, self.authenticator, op, self.session_id
+            )
         if login.principal is not None:
             return self._accept(login.principal, login.result, ip)
         if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:

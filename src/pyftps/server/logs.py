@@ -117,6 +117,8 @@ def command_log(
     The JSON form carries ``session``, ``peer``, ``user``, ``command``, ``arg``, ``code`` and
     ``duration_ms`` as fields; the text form has them in the message.
     """
+    if not logger.isEnabledFor(logging.INFO):
+        return  # every command passes here: skip the redaction and formatting nobody will read
     shown = redact(verb, arg)
     verb = loggable_verb(verb)
     line = printable(verb if shown is None else f"{verb} {shown}")
