@@ -63,6 +63,8 @@ class ServerConfig:
     tls_close_timeout: float = 5.0  # waiting for the peer's close_notify after CCC/REIN
     s3_endpoint: str | None = None  # for users whose home is s3://bucket/prefix (AWS when None)
     s3_region: str | None = None
+    s3_allow_backslash: bool = True  # False where a backslash becomes '/' (SeaweedFS): names refused
+    quota_rescan: float | None = 300.0  # seconds before a user's usage is measured again (None: never)
     fsync: bool = True  # fsync an upload before its 226 (issue: no acknowledged file lost)
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # global, per IP, per user
     bans: BanPolicy = field(default_factory=BanPolicy)  # failed logins per address (RFC 2577 §5)

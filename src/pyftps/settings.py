@@ -243,6 +243,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("storage.s3_region", "--s3-region", _text, None, "S3 region for s3:// homes"),
     Option(
+        "storage.s3_allow_backslash",
+        "--s3-allow-backslash",
+        _bool,
+        True,
+        "accept '\\' in names in s3:// homes; false for SeaweedFS, which turns it into '/' (553 instead)",
+        metavar="BOOL",
+    ),
+    Option(
         "users.cache_ttl", "--credential-cache", _seconds, 60.0, "seconds a verified password skips argon2id"
     ),
     Option("users.database", "--database", _text, None, "user store URL: sqlite:///path or postgresql://..."),
@@ -312,6 +320,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("limits.max_per_user", "--max-per-user", _positive_int, 10, "logged-in sessions of one user"),
     Option("limits.upload_rate", "--upload-rate", _positive_int, None, "bytes/s per user for uploads"),
     Option("limits.download_rate", "--download-rate", _positive_int, None, "bytes/s per user for downloads"),
+    Option(
+        "limits.quota_rescan",
+        "--quota-rescan",
+        _seconds,
+        300.0,
+        "seconds before a user's quota usage is measured again, e.g. after changes by other nodes (0: never)",
+        metavar="SECONDS",
+    ),
     Option(
         "bans.after", "--ban-after", _positive_int, 5, "failed logins within 10 minutes that ban an address"
     ),
@@ -485,6 +501,8 @@ def build_config(
         client_ca_file=values["tls.client_ca"],
         s3_endpoint=values["storage.s3_endpoint"],
         s3_region=values["storage.s3_region"],
+        s3_allow_backslash=values["storage.s3_allow_backslash"],
+        quota_rescan=values["limits.quota_rescan"] or None,
         anonymous_write=values["users.anonymous_write"],
         vhosts=tuple(values.get("vhost", ())),
     )

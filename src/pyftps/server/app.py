@@ -18,7 +18,7 @@ from pyftps.server.data import PassivePorts
 from pyftps.server.guard import ConnectionCounter, LoginGuard
 from pyftps.server.logs import XferLog
 from pyftps.server.metrics import Metrics
-from pyftps.server.quota import Quota
+from pyftps.server.quota import Quota, QuotaTracker, home_scanner
 from pyftps.server.throttle import SharedBandwidth
 from pyftps.server.vhosts import VirtualHosts
 from pyftps.storage.factory import StorageFactory as HomeStorage
@@ -48,11 +48,12 @@ class Server:
     ) -> None:
         self.config = config
         self._listeners = listeners  # bound by a pre-fork parent (--workers); else start() binds
+        homes = _homes(config)  # one S3 client for every user's storage and quota scans
         self.context = ServerContext(
             config=config,
             ssl_context=ssl_context,
             authenticator=authenticator,
-            storage_for=storage_for or _homes(config),
+            storage_for=storage_for or (lambda principal: homes.for_home(principal.home)),
             passive_ports=passive_ports or PassivePorts(config.passive_ports),
             op_executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="pyftps-op"),
             transfer_executor=ThreadPoolExecutor(
@@ -62,6 +63,9 @@ class Server:
             counter=counter or ConnectionCounter(config.limits),
             metrics=metrics if metrics is not None else Metrics(process_metrics=False),
             xferlog=xferlog,
+            quotas=QuotaTracker(
+                home_scanner(homes.s3_usage), rescan_after=config.quota_rescan, background_rescans=True
+            ),
         )
         self.context.metrics.set_active_callbacks(
             sessions=lambda: len(self.context.connections), transfers=lambda: self.context.running_transfers
@@ -88,9 +92,7 @@ class Server:
     def _remember_limits(self, principal: Principal) -> None:
         limits = principal.limits
         self._rates[principal.name] = (limits.upload_rate, limits.download_rate)
-        if principal.home.startswith("s3://"):
-            self.context.quotas.forget(principal.name)  # quotas count a local tree; not for S3 homes
-        elif limits.quota_bytes is not None or limits.quota_files is not None:
+        if limits.quota_bytes is not None or limits.quota_files is not None:  # a directory or s3:// alike
             self.context.quotas.register(
                 principal.name, principal.home, Quota(limits.quota_bytes, limits.quota_files)
             )
@@ -213,7 +215,11 @@ def ensure_directories(*paths: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
 
-def _homes(config: ServerConfig) -> StorageFactory:
+def _homes(config: ServerConfig) -> HomeStorage:
     """Each user's backend from their home: a directory, or s3://bucket/prefix (per-user choice)."""
-    factory = HomeStorage(fsync=config.fsync, s3_endpoint=config.s3_endpoint, s3_region=config.s3_region)
-    return lambda principal: factory.for_home(principal.home)
+    return HomeStorage(
+        fsync=config.fsync,
+        s3_endpoint=config.s3_endpoint,
+        s3_region=config.s3_region,
+        s3_allow_backslash=config.s3_allow_backslash,
+    )

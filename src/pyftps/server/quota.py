@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-__all__ = ["Quota", "QuotaTracker", "UploadReservation", "Usage", "scan_tree"]
+__all__ = ["Quota", "QuotaTracker", "Scanner", "UploadReservation", "Usage", "home_scanner", "scan_tree"]
 
 log = logging.getLogger("pyftps.server")
 
@@ -70,6 +70,24 @@ def scan_tree(root: str, skip: Callable[[str], bool] | None = None) -> tuple[int
     return total, files
 
 
+def home_scanner(object_store: Scanner | None = None) -> Scanner:
+    """A scanner for every kind of home: ``s3://bucket/prefix`` goes to ``object_store``, the rest
+    to :func:`scan_tree`, so the tracker treats both alike.
+
+    ``object_store`` is typically ``storage.factory.StorageFactory.s3_usage``: the sizes and count
+    of the objects under the prefix, from a paginated listing with the server's shared client.
+    """
+
+    def scan(home: str) -> tuple[int, int]:
+        if not home.startswith("s3://"):
+            return scan_tree(home)
+        if object_store is None:
+            raise ValueError(f"cannot measure {home}: no object store configured")
+        return object_store(home)
+
+    return scan
+
+
 @dataclass(slots=True)
 class _Account:
     home: str
@@ -91,7 +109,11 @@ class QuotaTracker:
     What is approximate, by design (it is a guard against abuse, not an accounting system):
 
     * changes made behind the server's back (another program, a shell) are only seen at the next
-      scan, at most ``rescan_after`` seconds later (None: never; :meth:`invalidate` forces one);
+      scan, at most ``rescan_after`` seconds later (None: never; :meth:`invalidate` forces one;
+      with ``background_rescans`` the check that starts a rescan still uses the previous figures);
+    * on storage shared by several nodes (an S3 bucket) each node counts its own changes at once
+      and the other nodes' at its next scan: quotas are enforced per node, with eventual accuracy
+      (uploads through two nodes at once may together pass the limit until the next scan);
     * a change committed while a scan runs is added to the scan's result even if the scan saw it,
       and concurrent overwrites of one file each count their growth: both over-count until the
       next scan, which errs on the side of refusing;
@@ -111,12 +133,21 @@ class QuotaTracker:
         *,
         rescan_after: float | None = 3600.0,
         clock: Callable[[], float] = time.monotonic,
+        background_rescans: bool = False,
     ) -> None:
         self._scan = scan
         self._rescan_after = rescan_after
+        # A rescan in a thread of its own: listing a large S3 prefix must not stall the transfer
+        # whose check found it due (its bytes are reserved against the previous figures meanwhile).
+        self._background = background_rescans
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._accounts: dict[str, _Account] = {}
+
+    @property
+    def rescan_after(self) -> float | None:
+        """Seconds after which a user's usage is measured again at the next check (None: never)."""
+        return self._rescan_after
 
     def register(self, user: str, home: str, quota: Quota) -> None:
         """Set (at each login) a user's home and quota; a changed home makes the usage unknown."""
@@ -142,6 +173,16 @@ class QuotaTracker:
             account = self._accounts.get(user)
             if account is not None:
                 account.invalidated = True
+
+    def wait_scanned(self, user: str, timeout: float | None = None) -> bool:
+        """Wait until no scan of the user's home runs (for tests and tools); False on timeout."""
+
+        def idle() -> bool:
+            account = self._accounts.get(user)
+            return account is None or not account.scanning
+
+        with self._cond:
+            return self._cond.wait_for(idle, timeout)
 
     def usage(self, user: str) -> Usage:
         """Bytes and files in the user's home, scanning it if not known yet (KeyError if unknown)."""
@@ -256,7 +297,8 @@ class QuotaTracker:
         """The account with known usage, scanning first if due; None if the user is not registered.
 
         During a first scan other callers wait; during a rescan they go on with the previous
-        figures (stale for a moment beats stalling every upload of the user).
+        figures (stale for a moment beats stalling every upload of the user), and so does the
+        caller that finds a rescan due when ``background_rescans`` is set.
         """
         while True:
             account = self._accounts.get(user)
@@ -269,6 +311,9 @@ class QuotaTracker:
                 continue
             if not self._due(account):
                 return account
+            if self._background and account.scanned_at is not None:
+                self._rescan_in_background(account)
+                return account
             self._run_scan(account)
             if self._accounts.get(user) is account:
                 return account
@@ -280,10 +325,8 @@ class QuotaTracker:
         A failed first scan raises (no figures to enforce); a failed rescan keeps the previous
         figures, logs, and is retried after ``rescan_after``, so a storage hiccup stops no upload.
         """
-        account.scanning, account.invalidated = True, False
-        account.delta_bytes = account.delta_files = 0
         first = account.scanned_at is None
-        started = self._clock()
+        started = self._begin_scan(account)
         result: tuple[int, int] | None = None
         self._cond.release()
         try:
@@ -291,17 +334,48 @@ class QuotaTracker:
         except Exception as error:
             if first:
                 raise
-            log.warning(
-                "quota: rescanning %s failed; keeping the previous usage", account.home, exc_info=error
-            )
+            _rescan_failed(account.home, error)
         finally:
             self._cond.acquire()
-            account.scanning = False
-            self._cond.notify_all()
+            self._finish_scan(account, started, result)
+
+    def _rescan_in_background(self, account: _Account) -> None:
+        started = self._begin_scan(account)
+
+        def rescan() -> None:
+            result: tuple[int, int] | None = None
+            try:
+                result = self._scan(account.home)
+            except Exception as error:
+                _rescan_failed(account.home, error)
+            finally:
+                with self._cond:
+                    self._finish_scan(account, started, result)
+
+        try:
+            threading.Thread(target=rescan, name="pyftps-quota-scan", daemon=True).start()
+        except RuntimeError as error:  # no thread to be had: keep the figures, retry later
+            _rescan_failed(account.home, error)
+            self._finish_scan(account, started, None)
+
+    def _begin_scan(self, account: _Account) -> float:
+        account.scanning, account.invalidated = True, False
+        account.delta_bytes = account.delta_files = 0
+        return self._clock()
+
+    def _finish_scan(self, account: _Account, started: float, result: tuple[int, int] | None) -> None:
+        account.scanning = False
+        self._cond.notify_all()
+        if result is None and account.scanned_at is None:
+            return  # a failed first scan: the usage stays unknown, the next check scans again
         account.scanned_at = started
         if result is not None:  # else the live figures stand (they already include the deltas)
             account.used_bytes = max(0, result[0] + account.delta_bytes)
             account.used_files = max(0, result[1] + account.delta_files)
+
+
+def _rescan_failed(home: str, error: BaseException) -> None:
+    log.warning("quota: rescanning %s failed; keeping the previous usage", home, exc_info=error)
 
 
 class UploadReservation:

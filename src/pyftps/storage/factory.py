@@ -37,11 +37,17 @@ class StorageFactory:
     """Builds each logged-in user's backend from their home."""
 
     def __init__(
-        self, *, fsync: bool = True, s3_endpoint: str | None = None, s3_region: str | None = None
+        self,
+        *,
+        fsync: bool = True,
+        s3_endpoint: str | None = None,
+        s3_region: str | None = None,
+        s3_allow_backslash: bool = True,
     ) -> None:
         self.fsync = fsync
         self.s3_endpoint = s3_endpoint
         self.s3_region = s3_region
+        self.s3_allow_backslash = s3_allow_backslash  # False where a backslash becomes '/' (SeaweedFS)
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -49,6 +55,10 @@ class StorageFactory:
         if home.startswith("s3://"):
             return self._s3(S3Location.parse(home))
         return LocalStorage(home, fsync=self.fsync)
+
+    def s3_usage(self, home: str) -> tuple[int, int]:
+        """Bytes and files under an ``s3://`` home (for quotas), listed with the shared client."""
+        return self._s3(S3Location.parse(home)).usage()
 
     def _s3(self, location: S3Location) -> S3Storage:
         try:
@@ -58,4 +68,6 @@ class StorageFactory:
         with self._lock:
             if self._client is None:
                 self._client = make_client(endpoint_url=self.s3_endpoint, region=self.s3_region)
-        return S3Storage(location.bucket, location.prefix, client=self._client)
+        return S3Storage(
+            location.bucket, location.prefix, client=self._client, allow_backslash=self.s3_allow_backslash
+        )

@@ -294,10 +294,18 @@ class S3Storage:
         self.part_size, self.copy_part, self._max_copy = part_size, copy_part_size, max_single_copy
         self._page_size, self._allow_backslash = page_size, allow_backslash
 
+    def usage(self) -> tuple[int, int]:
+        """Bytes and number of the files under the prefix: one flat listing, no HEADs, no markers."""
+        pages, total, files = self._pages(self._prefix, "/", flat=True), 0, 0
+        for obj in itertools.chain.from_iterable(page.get("Contents", []) for page in pages):
+            if not obj.get("Key", "/").endswith("/"):
+                total, files = total + obj.get("Size", 0), files + 1
+        return total, files
+
     def _parts(self, path: str) -> tuple[str, ...]:
         parts = split_virtual_path(path)
         if not self._allow_backslash and any("\\" in part for part in parts):
-            raise _fail(InvalidName, path, "name not allowed by this storage")
+            raise _fail(InvalidName, path, "names with '\\' are not allowed by this storage")
         try:
             size = len(f"{self._prefix}{'/'.join(parts)}/".encode())
         except UnicodeEncodeError:
@@ -362,18 +370,14 @@ class S3Storage:
         self, prefix: str, path: str, flat: bool = False, size: int = 0, after: str = ""
     ) -> Iterator[Page]:
         """ListObjectsV2 pages under ``prefix`` (by directory unless ``flat``), fetched as consumed."""
-        request: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Prefix": prefix,
-            "MaxKeys": size or self._page_size,
-        }
-        request.update({"Delimiter": "/"} if not flat else {}, **({"StartAfter": after} if after else {}))
+        query: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": size or self._page_size}
+        query.update({"Delimiter": "/"} if not flat else {}, **({"StartAfter": after} if after else {}))
         while True:
-            page = _call(path, self.client.list_objects_v2, **request)
+            page = _call(path, self.client.list_objects_v2, **query)
             yield page
             if not page.get("IsTruncated") or not (token := page.get("NextContinuationToken")):
                 return
-            request["ContinuationToken"] = token
+            query["ContinuationToken"] = token
 
     def _dir_head(self, key: str, path: str) -> tuple[bool, Head | None]:
         """Whether ``key`` is a directory (a marker, or keys under it), and its marker if any."""
@@ -417,9 +421,7 @@ class S3Storage:
         """Server-side copy of ``src`` as it is at ``head``; ``meta`` replaces the metadata if given."""
         size, etag = head.get("ContentLength", 0), head.get("ETag", "")
         if size > self._max_copy:  # beyond CopyObject's limit: a multipart upload of copied parts
-            writer = _S3Writer(
-                self, path, dst, dict(head.get("Metadata", {})) if meta is None else meta, False
-            )
+            writer = _S3Writer(self, path, dst, head.get("Metadata", {}) if meta is None else meta, False)
             writer.start_with_head(src, etag, size)
             writer.commit()
             return
