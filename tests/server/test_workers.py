@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import ssl
+import subprocess
 import sys
 import time
 import urllib.request
@@ -184,3 +185,30 @@ def test_reload_restart_and_drain(workers: Workers) -> None:
     for pid in restarted.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_passive_range_smaller_than_the_workers_is_refused_at_start(tmp_path: Path) -> None:
+    low, high = free_port_range(2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFTPS_")}
+    env["PYFTPS_SERVER_WORKERS"] = "3"  # the environment and --workers are the same setting
+    argv = [
+        sys.executable, "-m", "pyftps", "serve",
+        "--host", LOOPBACK,
+        "--port", str(free_port()),
+        "--implicit-port", "0",
+        "--passive-ports", f"{low}-{high}",
+        "--state-dir", str(tmp_path / "state"),
+        "--user", f"{USER}:{PASSWORD}",
+    ]  # fmt: skip
+    result = subprocess.run(
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    assert f"passive port range {low}-{high} has 2 port(s), fewer than the 3 workers" in result.stderr
+    assert "Traceback" not in result.stderr
