@@ -290,3 +290,18 @@ def test_a_ticket_of_one_host_does_not_resume_on_anothers_data_connection(
         sock.close()
     assert not reused
     assert b.read_reply().code == 522  # RFC 4217 §10.2: the data connection must resume this session
+
+
+def test_reload_presents_a_renewed_certificate_and_live_sessions_keep_theirs(
+    hosts: Hosts, tmp_path: Path
+) -> None:
+    live = _implicit_login(hosts, "a.test", "anna")
+    assert isinstance(live.sock, ssl.SSLSocket)
+    old_der = live.sock.getpeercert(binary_form=True)
+    renewed = make_self_signed_cert(tmp_path / "renewed", hostname="a.test")
+    hosts.sites["a.test"] = dataclasses.replace(hosts.sites["a.test"], cert=renewed.cert)
+    _install(hosts.server, hosts.sites)  # what SIGHUP does with re-read certificates
+    fresh = hosts.connect("a.test", implicit=True)  # trusts only the renewed certificate
+    assert isinstance(fresh.sock, ssl.SSLSocket)
+    assert fresh.sock.getpeercert(binary_form=True) != old_der
+    assert live.stor("still.bin", b"y" * 100).session_reused  # the old session's data still resumes

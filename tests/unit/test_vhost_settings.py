@@ -170,3 +170,17 @@ def test_names_are_unique_across_hosts(tmp_path: Path) -> None:
     two = VirtualHost.confined(["b.example", "A.example"], tmp_path, _static("x"))
     with pytest.raises(ValueError, match=r"'a\.example' is configured twice"):
         VirtualHosts([one, two])
+
+
+def test_a_hosts_anonymous_root_lets_anonymous_in_read_only(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        f'[[vhost]]\nnames = ["a.example"]\nroot = "{tmp_path / "a"}"\nanonymous_root = "pub"\n'
+        f'users = "sqlite:///{tmp_path / "a.db"}"\n',
+    )
+    host = build_vhosts(config).find("a.example")
+    assert host is not None
+    principal = host.authenticator.authenticate("anonymous", "guest@example.com")
+    assert principal is not None and principal.home == str(tmp_path / "a" / "pub")
+    assert principal.permissions == Permission.read_only()
+    assert (tmp_path / "a" / "pub").is_dir()
