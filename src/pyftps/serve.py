@@ -98,7 +98,7 @@ def build_vhosts(config: ServerConfig, *, running: VirtualHosts | None = None) -
     """The ``[[vhost]]`` tables as hosts: user stores opened, roots created, certificates loaded.
 
     With ``running`` (SIGHUP) a host already served keeps its user store and root and only its
-    certificate is read again; hosts added or changed otherwise need a restart.
+    certificate is read again (changing those needs a restart); added hosts are opened.
     """
     hosts: list[VirtualHost] = []
     for spec in config.vhosts:

@@ -111,10 +111,12 @@ def wrap_data_socket(ctx: ssl.SSLContext, sock: socket.socket) -> ssl.SSLSocket:
     """Wrap an accepted or connected data socket as the TLS server (RFC 4217 §7), sending no tickets.
 
     ``ctx`` must be the object the control connection was wrapped with, or the client's ticket is
-    rejected ("Session refers to a different SSLContext"). The caller runs ``do_handshake()`` (so it
-    can time it out and map failures to 522); ``recv`` raises ``ssl.SSLEOFError`` on a bare TCP close
-    and returns ``b""`` on close_notify (``suppress_ragged_eofs=False``), which tells a complete upload
-    from a truncated one (RFC 4217 §12.6; CONFORMANCE §2.4).
+    rejected ("Session refers to a different SSLContext"); not the one an SNI callback switched it
+    to, whose ticket keys did not seal the ticket (see :func:`install_sni_recorder`). The caller
+    runs ``do_handshake()`` (so it can time it out and map failures to 522); ``recv`` raises
+    ``ssl.SSLEOFError`` on a bare TCP close and returns ``b""`` on close_notify
+    (``suppress_ragged_eofs=False``), which tells a complete upload from a truncated one (RFC 4217
+    §12.6; CONFORMANCE §2.4).
     """
     with _without_tickets(ctx):
         return ctx.wrap_socket(
@@ -295,7 +297,9 @@ def install_sni_recorder(ctx: ssl.SSLContext, handler: SNIHandler | None = None)
     """Make ``ctx`` remember the SNI name of each connection, then call ``handler`` if given.
 
     ``handler`` may switch ``obj.context`` for virtual hosts (RFC 7151 §4: implicit FTPS has only SNI
-    for routing); resumed data connections must still be wrapped with the *original* context.
+    for routing; ``server.vhosts`` does). That switches the certificate, not the ticket keys: OpenSSL
+    seals and opens tickets with the context the connection was created with (measured, OpenSSL 3),
+    so resumed data connections must still be wrapped with that *original* context.
     """
 
     def record(obj: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> int | None:
