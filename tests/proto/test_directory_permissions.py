@@ -172,6 +172,31 @@ def test_effective_matches_the_component_wise_definition(
     assert access.effective(path) in access.anywhere  # the dispatch pre-check never refuses wrongly
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    base=flags,
+    rules=st.dictionaries(virtual_paths, flags, max_size=6),
+    directory=virtual_paths,
+    name=segments,
+    is_dir=st.booleans(),
+)
+def test_listing_shortcut_matches_effective(
+    base: Permission, rules: dict[str, Permission], directory: str, name: str, is_dir: bool
+) -> None:
+    """An MLSD entry's perm fact (one lookup) equals the fact of its full path's effective set."""
+    access = AccessRules.of(base, rules)
+    listed = access.effective(directory)
+    t = a.Transfer(
+        a.TransferKind.MLSD,
+        directory,
+        perm_for_file=file_perm(listed),
+        perm_for_dir=dir_perm(listed),
+        access=access,
+    )
+    path = directory.rstrip("/") + "/" + name
+    assert t.entry_perm(name, is_dir=is_dir) == access.mlsx_perm(path, is_dir=is_dir)
+
+
 # ------------------------------------------------------------------------------- commands
 
 

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 
 from pyftps.proto import paths
-from pyftps.proto.permissions import AccessRules, DirectoryRule, Permission
+from pyftps.proto.permissions import AccessRules, DirectoryRule, Permission, dir_perm, file_perm
 from pyftps.proto.policy import UserTLSPolicy
 from pyftps.proto.replies import Reply
 
@@ -145,9 +145,10 @@ class Transfer:
 
     def entry_perm(self, name: str, *, is_dir: bool) -> str:
         """The MLSD ``perm`` fact of one entry of the listed directory (RFC 3659 §7.5.5)."""
-        if self.access is None or not self.access.rules:
+        own = None if self.access is None else self.access.rule_at(paths.join(self.path, name))
+        if own is None:  # the listed directory's rule (perm_for_*) covers the entry
             return self.perm_for_dir if is_dir else self.perm_for_file
-        return self.access.mlsx_perm(paths.join(self.path, name), is_dir=is_dir)
+        return dir_perm(own) if is_dir else file_perm(own)
 
 
 Op = (

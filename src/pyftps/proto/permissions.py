@@ -7,6 +7,7 @@ check the flag at the resolved target path (:class:`AccessRules`) before any sto
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -119,6 +120,7 @@ class AccessRules:
     base: Permission = Permission(0)  # noqa: RUF009 - an immutable flag value
     rules: tuple[DirectoryRule, ...] = ()
     anywhere: Permission = field(init=False, compare=False)  # granted somewhere: the cheap pre-check
+    _exact: dict[str, Permission] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Deepest first, so the first covering rule is the longest match.
@@ -132,6 +134,7 @@ class AccessRules:
             anywhere |= rule.permissions
         object.__setattr__(self, "rules", ordered)
         object.__setattr__(self, "anywhere", anywhere)
+        object.__setattr__(self, "_exact", {rule.path: rule.permissions for rule in ordered})
 
     @classmethod
     def of(cls, base: Permission, rules: Mapping[str, Permission] | None = None) -> AccessRules:
@@ -150,12 +153,21 @@ class AccessRules:
         """True if every flag of *perm* is granted at *path*."""
         return perm in self.effective(path)
 
+    def rule_at(self, path: str) -> Permission | None:
+        """The permissions of a rule for exactly *path*, if there is one.
+
+        Listings use it: the rules covering an entry are its own and those covering its directory,
+        so the entry's set is its own rule if any, else the directory's: one lookup per entry.
+        """
+        return self._exact.get(path)
+
     def mlsx_perm(self, path: str, *, is_dir: bool) -> str:
         """The MLSx ``perm`` fact of the entry at *path* (RFC 3659 §7.5.5)."""
         granted = self.effective(path)
         return dir_perm(granted) if is_dir else file_perm(granted)
 
 
+@functools.cache  # one string per flag combination: listings ask once per entry
 def file_perm(granted: Permission) -> str:
     """The MLSx ``perm`` fact of a file (RFC 3659 §7.5.5)."""
     letters = (
@@ -168,6 +180,7 @@ def file_perm(granted: Permission) -> str:
     return "".join(letter for letter, flag in letters if flag in granted)
 
 
+@functools.cache
 def dir_perm(granted: Permission) -> str:
     """The MLSx ``perm`` fact of a directory (RFC 3659 §7.5.5)."""
     letters = (
