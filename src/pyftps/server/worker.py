@@ -36,8 +36,9 @@ log = logging.getLogger("pyftps.data")
 
 # Transfer threads run a few nice levels below the event loop. The loop answers every session's
 # commands and needs little CPU but needs it at once; transfer threads want all the CPU they can get.
-# At equal priority the kernel made a NOOP wait behind four full-speed PROT P transfers (p99 20-35 ms
-# on 2 cores; py-spy showed the workers rarely hold the GIL, so it is CPU, not GIL, contention).
+# At equal priority a NOOP waited behind four full-speed PROT P transfers (p99 15-20 ms on 2 cores,
+# 60 under outside load); py-spy --gil found transfer threads holding the GIL in under 4 % of the
+# samples, so it is CPU contention, not the GIL. Five levels down cut p99 and max in every paired run.
 # Lower, a transfer thread gives way when the loop wakes and still takes every cycle nobody else wants.
 DATA_THREAD_NICE = 5
 _thread_niced = threading.local()
