@@ -84,7 +84,7 @@ def run_workers(
         print(f"pyftps: {error}", file=sys.stderr)
         return 2
     try:
-        listeners = bind_listeners(config)
+        listeners = bind_listeners(config, listen=False)  # the first worker's server listens
     except OSError as error:
         print(f"pyftps: cannot listen: {error}", file=sys.stderr)
         return 2
@@ -95,7 +95,7 @@ def run_workers(
     for sock in listeners:
         if sock is not None:
             host, port = sock.getsockname()[:2]
-            log.info("listening on %s port %s for %d workers", host, port, workers)
+            log.info("bound %s port %s for %d workers", host, port, workers)
 
     def share(index: int) -> WorkerShare:
         metrics = config.metrics_listen

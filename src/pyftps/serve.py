@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -200,7 +201,9 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
             "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
         )
         _prepare_users(config)  # the first user is created (and its password printed) once, here
-        return run_workers(config, context, reload, serve_process)
+        # --user accounts are hashed once, here, not in every worker (no I/O: safe to fork).
+        users = build_authenticator(config) if config.users else None
+        return run_workers(config, context, reload, functools.partial(serve_process, authenticator=users))
     authenticator = build_authenticator(config)
     try:
         vhosts = build_vhosts(config)
@@ -245,9 +248,12 @@ def serve_process(
     context: ssl.SSLContext,
     reload: Callable[[], ServerConfig] | None,
     share: WorkerShare,
+    *,
+    authenticator: Authenticator | None = None,
 ) -> int:
     """One worker of ``--workers N``: the ordinary server on the parent's listeners and shared limits."""
-    authenticator = build_authenticator(config)
+    if authenticator is None:
+        authenticator = build_authenticator(config)
     guard = open_login_guard(config.database_url, config.bans, shared_file=share.ban_file)
     xferlog = XferLog(config.xferlog) if config.xferlog is not None else None
     server = Server(

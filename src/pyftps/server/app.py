@@ -173,11 +173,20 @@ class Server:
         await self.stop()
 
 
-def bind_listeners(config: ServerConfig) -> Listeners:
-    """The explicit and implicit control listeners the configuration asks for (None: disabled)."""
-    explicit = _listen(config.host, config.explicit_port) if config.explicit_port is not None else None
+def bind_listeners(config: ServerConfig, *, listen: bool = True) -> Listeners:
+    """The explicit and implicit control listeners the configuration asks for (None: disabled).
+
+    ``listen=False`` only binds: the first ``create_server`` on the socket starts listening, so a
+    pre-fork parent's port accepts connections once a worker serves them, not while workers start.
+    """
+    host = config.host
+    explicit = (
+        _listen(host, config.explicit_port, listen=listen) if config.explicit_port is not None else None
+    )
     try:
-        implicit = _listen(config.host, config.implicit_port) if config.implicit_port is not None else None
+        implicit = (
+            _listen(host, config.implicit_port, listen=listen) if config.implicit_port is not None else None
+        )
     except BaseException:
         if explicit is not None:
             explicit.close()
@@ -185,7 +194,7 @@ def bind_listeners(config: ServerConfig) -> Listeners:
     return explicit, implicit
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, listen: bool = True) -> socket.socket:
     """A listening socket; ``::`` also accepts IPv4 (dual stack) where the system allows it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -194,7 +203,8 @@ def _listen(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6 and host == "::":
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host, port))
-        sock.listen(512)
+        if listen:
+            sock.listen(512)
         sock.setblocking(False)
     except BaseException:
         sock.close()
