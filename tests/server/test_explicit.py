@@ -159,3 +159,22 @@ def test_tls_below_1_2_is_refused(ftp_server: ServerHandle) -> None:
     client.expect("AUTH TLS", 234)
     with pytest.raises((ssl.SSLError, ConnectionError)):
         client.starttls()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_control_connections_disable_nagle(ftp_server: ServerHandle, implicit: bool) -> None:
+    # With Nagle on, a 226 written right after a 150 waits for the client's delayed ACK (40 ms per transfer).
+    client = ftp_server.connect(implicit=implicit)
+
+    async def nodelay() -> list[int]:
+        import socket
+
+        return [
+            conn.transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            for conn in ftp_server.server.context.connections  # type: ignore[attr-defined]
+        ]
+
+    try:
+        assert ftp_server.call(nodelay()) == [1]
+    finally:
+        client.close()

@@ -197,7 +197,9 @@ def bind_listeners(config: ServerConfig, *, listen: bool = True) -> Listeners:
 def _listen(host: str, port: int, *, listen: bool = True) -> socket.socket:
     """A listening socket; ``::`` also accepts IPv4 (dual stack) where the system allows it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when sock.proto says TCP,
+    # and with Nagle on, a 226 sent right after a 150 waits for the client's delayed ACK (40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and host == "::":
