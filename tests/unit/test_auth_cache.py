@@ -70,3 +70,42 @@ def test_the_password_is_not_kept() -> None:
     cache = CachingAuthenticator(_Store(), clock=_Clock())
     cache.authenticate("alice", "right")
     assert all(b"right" not in key[1] for key in cache._entries)
+
+
+def test_parallel_logins_with_the_same_credentials_verify_once() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class _Slow(_Store):
+        def authenticate(self, username: str, password: str) -> Principal | None:
+            release.wait(10)
+            return super().authenticate(username, password)
+
+    store = _Slow()
+    cache = CachingAuthenticator(store, ttl=60, clock=_Clock())
+    results: list[Principal | None] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.authenticate("alice", "right")))
+        for _ in range(4)
+    ]
+    wrong = threading.Thread(target=lambda: results.append(cache.authenticate("alice", "wrong")))
+    for thread in [*threads, wrong]:
+        thread.start()
+    for _ in range(1000):  # until both verifications have started (the others wait or hit the cache)
+        if len(cache._running) == 2:
+            break
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in [*threads, wrong]:
+        thread.join(10)
+    assert store.calls == 2  # one argon2id per distinct password
+    assert sorted(p is not None for p in results) == [False, True, True, True, True]
+
+
+def test_without_a_ttl_every_login_reaches_the_store() -> None:
+    store = _Store()
+    cache = CachingAuthenticator(store, ttl=0, clock=_Clock())
+    for _ in range(3):
+        assert cache.authenticate("alice", "right") is not None
+    assert store.calls == 3

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from pyftps.auth.base import Authenticator, Principal, SupportsCertificateLogin
 
@@ -36,20 +37,38 @@ class CachingAuthenticator:
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, bytes], tuple[float, Principal]] = OrderedDict()
+        # Verifications running now, by key: the same credentials arriving meanwhile wait for that
+        # answer instead of paying argon2id again (a client's parallel logins, every client at start).
+        self._running: dict[tuple[str, bytes], Future[Principal | None]] = {}
 
     def authenticate(self, username: str, password: str) -> Principal | None:
         known = self.cached(username, password)
-        if known is not None:
-            return known
+        if known is not None or self._ttl <= 0:
+            return known if known is not None else self._inner.authenticate(username, password)
+        key = (username, self._digest(password))
+        with self._lock:
+            running = self._running.get(key)
+            if running is None:
+                flight: Future[Principal | None] = Future()
+                self._running[key] = flight
+        if running is not None:
+            return running.result()  # same credentials, same answer (or the same error)
         now = self._clock()
-        principal = self._inner.authenticate(username, password)
-        if principal is not None and self._ttl > 0:
-            key = (username, self._digest(password))
+        try:
+            principal = self._inner.authenticate(username, password)
+        except BaseException as error:
             with self._lock:
+                del self._running[key]
+            flight.set_exception(error)
+            raise
+        with self._lock:  # cached and no longer running in one step: a newcomer sees one or the other
+            del self._running[key]
+            if principal is not None:
                 self._entries[key] = (now + self._ttl, principal)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._max:
                     self._entries.popitem(last=False)
+        flight.set_result(principal)
         return principal
 
     def cached(self, username: str, password: str) -> Principal | None:
