@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 from array import array
@@ -29,6 +30,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _EVICTION_SECOND_CHANCES = 16
 
 
+@functools.lru_cache(maxsize=4096)  # pure; each connection asks several times (bans, limits, close)
 def address_key(ip: str, ipv6_prefix: int = 64) -> str:
     """The identity an address is counted under: the IPv4 address, or the IPv6 address's prefix.
 

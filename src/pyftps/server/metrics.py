@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
@@ -56,6 +57,9 @@ class Metrics:
         self._open: dict[str, int] = {}  # listener -> sessions opened and not yet closed
         self._sessions_fn: CountFunction | None = None
         self._transfers_fn: CountFunction | None = None
+        # labels() hashes, locks and looks up on every call (~10 us); the per-session paths keep their
+        # children here instead. The label values are drawn from small fixed sets.
+        self._children: dict[tuple[object, ...], Any] = {}
         self._build_session_metrics()
         self._build_tls_metrics()
         self._build_transfer_metrics()
@@ -170,14 +174,14 @@ class Metrics:
     def session_opened(self, listener: str) -> None:
         """A control connection was accepted on ``listener`` (``explicit`` or ``implicit``)."""
         listener = _free(listener)
-        self._sessions.labels(listener).inc()
+        self._child(self._sessions, listener).inc()
         with self._lock:
             self._open[listener] = self._open.get(listener, 0) + 1
 
     def session_closed(self, listener: str) -> None:
         """A control connection counted by :meth:`session_opened` ended; call exactly once per session."""
         listener = _free(listener)
-        self._sessions_closed.labels(listener).inc()
+        self._child(self._sessions_closed, listener).inc()
         with self._lock:
             self._open[listener] = max(0, self._open.get(listener, 0) - 1)
 
@@ -186,7 +190,7 @@ class Metrics:
         self._refused.labels(_pick(reason, REFUSAL_REASONS, "other")).inc()
 
     def login(self, ok: bool) -> None:
-        self._logins.labels("ok" if ok else "failed").inc()
+        self._child(self._logins, "ok" if ok else "failed").inc()
 
     def ban(self) -> None:
         self._bans.inc()
@@ -216,8 +220,8 @@ class Metrics:
     def tls_handshake(self, kind: str, version: str, cipher: str, seconds: float) -> None:
         """A handshake completed on the ``control`` or ``data`` channel with this version and cipher."""
         channel = _pick(kind, TLS_CHANNELS, "other")
-        self._handshakes.labels(channel, _pick(version, TLS_VERSIONS, "other"), _free(cipher)).inc()
-        self._handshake_seconds.labels(channel).observe(max(0.0, seconds))
+        self._child(self._handshakes, channel, _pick(version, TLS_VERSIONS, "other"), _free(cipher)).inc()
+        self._child(self._handshake_seconds, channel).observe(max(0.0, seconds))
 
     def tls_handshake_failed(self, kind: str) -> None:
         self._handshake_failures.labels(_pick(kind, TLS_CHANNELS, "other")).inc()
@@ -245,8 +249,18 @@ class Metrics:
 
     def reply(self, code: int) -> None:
         """A reply went out (each one, preliminary 1xx replies included)."""
-        self._replies.labels(str(code) if 100 <= code <= 599 else "other").inc()
+        self._child(self._replies, str(code) if 100 <= code <= 599 else "other").inc()
 
     def command(self, verb: str, seconds: float) -> None:
         """A command got its final reply ``seconds`` after it arrived."""
-        self._command_seconds.labels(_pick(verb.upper(), KNOWN_VERBS, "OTHER")).observe(max(0.0, seconds))
+        self._child(self._command_seconds, _pick(verb.upper(), KNOWN_VERBS, "OTHER")).observe(
+            max(0.0, seconds)
+        )
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per label set (the same child every time)."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
