@@ -29,6 +29,7 @@ SIGTERM (drain) or SIGINT (stop) to the workers, and exits once they all have.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -50,6 +51,7 @@ log = logging.getLogger("pyftps.workers")
 _SIGNALS = {signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
 _STABLE_AFTER = 30.0  # a worker that ran this long resets the restart back-off
 _MAX_BACKOFF = 30.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +160,12 @@ class _Supervisor:
     def _start(self, index: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                _die_with_parent(parent)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
                 for signum in _SIGNALS:
                     signal.signal(signum, signal.SIG_DFL)
@@ -223,6 +227,17 @@ class _Supervisor:
             delay = min(_MAX_BACKOFF, 0.5 * 2 ** max(streak - 1, 0)) if streak else 0.0
             log.warning("worker %d (pid %d) %s; restarting it in %.1f s", index, pid, how, delay)
             self.due[index] = time.monotonic() + delay
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM (a drain) to this worker if the parent dies, so no orphan keeps the port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: a SIGKILLed parent leaves its workers to be stopped by hand
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _describe(status: int) -> str:

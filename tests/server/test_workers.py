@@ -212,3 +212,23 @@ def test_a_passive_range_smaller_than_the_workers_is_refused_at_start(tmp_path: 
     assert result.returncode == 2
     assert f"passive port range {low}-{high} has 2 port(s), fewer than the 3 workers" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_do_not_outlive_a_killed_parent(workers: Workers) -> None:
+    workers.wait_for(r"metrics and health on", 2)
+    pids = workers.worker_pids()
+    os.kill(workers.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + WAIT
+    while any(_alive(pid) for pid in pids.values()):
+        assert time.monotonic() < deadline, f"workers {pids} outlived their parent"
+        time.sleep(0.05)
