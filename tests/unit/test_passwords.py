@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
@@ -176,3 +176,33 @@ def test_valid_user_names(name: str) -> None:
 def test_invalid_user_names(name: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         validate_user_name(name)
+
+
+def test_concurrent_verifications_are_bounded_by_the_cores() -> None:
+    # Each argon2id verification holds 64 MiB: a flood of logins must queue, not multiply that.
+    import os
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyftps.auth import passwords
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    class CountingHasher:
+        def verify(self, stored: str, password: bytes) -> bool:
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
+            return True
+
+    hasher: Any = CountingHasher()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(
+            pool.map(lambda _: passwords.verify_password("$argon2id$x", "pw", hasher=hasher), range(48))
+        )
+    assert all(results)
+    assert peak[0] <= max(2, os.cpu_count() or 1)  # 16 without the bound

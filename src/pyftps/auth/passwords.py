@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import secrets
+import threading
 import unicodedata
 
 from argon2 import PasswordHasher, Type
@@ -31,7 +33,8 @@ __all__ = [
 # expensive while one verification stays around 50-100 ms on a current server core. Parallelism is 1, not
 # the RFC's 4: the server already verifies many logins at once on worker threads, so spreading one hash
 # over several cores would only let a burst of logins starve each other; with p=1 each login costs exactly
-# one core and 64 MiB, which makes the worst case (workers x 64 MiB) easy to reason about.
+# one core and 64 MiB. Verifications beyond one per core gain no throughput, so they queue on
+# _VERIFY_SLOTS: a flood of guesses costs at most cores x 64 MiB (16 op threads once held 1 GiB).
 DEFAULT_TIME_COST = 3
 DEFAULT_MEMORY_COST = 64 * 1024  # KiB, i.e. 64 MiB
 DEFAULT_PARALLELISM = 1
@@ -40,6 +43,7 @@ MAX_USER_NAME_LENGTH = 64
 
 # No 0/O/o, 1/l/I: generated passwords are read off terminals and typed into FTP clients by hand, and the
 # alphabet is URL-safe so they survive being pasted into ftp:// URLs and config files without escaping.
+_VERIFY_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
 _PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
 _MIN_GENERATED_LENGTH = 8
 
@@ -84,7 +88,8 @@ def verify_password(stored_hash: str, password: str, *, hasher: PasswordHasher |
     hasher = hasher or default_hasher()
     if isinstance(stored_hash, str):  # a NULL column or a bytes value from a careless backend: no hash
         try:
-            return hasher.verify(stored_hash, _encode(password))
+            with _VERIFY_SLOTS:
+                return hasher.verify(stored_hash, _encode(password))
         except VerificationError:  # mismatch, or a hash that parses but is corrupt
             return False
         except ValueError:  # InvalidHashError or non-ASCII: not an argon2 hash at all
@@ -143,8 +148,9 @@ def dummy_hash(hasher: PasswordHasher | None = None) -> str:
 def verify_dummy(password: str, *, hasher: PasswordHasher | None = None) -> None:
     """Spend exactly the work of one real verification and learn nothing (unknown-user path)."""
     hasher = hasher or default_hasher()
-    with contextlib.suppress(VerificationError):
-        hasher.verify(dummy_hash(hasher), _encode(password))
+    stored = dummy_hash(hasher)  # built outside the slot: building it also hashes
+    with contextlib.suppress(VerificationError), _VERIFY_SLOTS:
+        hasher.verify(stored, _encode(password))
 
 
 def generate_password(length: int = 20) -> str:
