@@ -206,7 +206,7 @@ def _listen(host: str, port: int, *, listen: bool = True) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host, port))
         if listen:
-            sock.listen(512)
+            sock.listen(socket.SOMAXCONN)  # the kernel caps it (net.core.somaxconn); 512 overflowed in bursts
         sock.setblocking(False)
     except BaseException:
         sock.close()
