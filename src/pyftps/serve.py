@@ -29,6 +29,7 @@ from pyftps.server.app import Server, port_is_bindable
 from pyftps.server.data import PassivePorts
 from pyftps.server.http import MetricsHTTPServer
 from pyftps.server.logs import XferLog
+from pyftps.server.memory import pin_mmap_threshold
 from pyftps.server.metrics import Metrics
 from pyftps.server.vhosts import VirtualHost, VirtualHosts
 from pyftps.tls.certs import ensure_self_signed, load_certificate_info
@@ -194,8 +195,15 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
         return 2
     info = load_certificate_info(cert_file)
     raise_open_file_limit(config.limits.max_total)
+    pin_mmap_threshold()  # before any worker forks: copy buffers go back to the system when freed
     if config.workers > 1:
         from pyftps.prefork import run_workers
+
+        try:
+            _check_vhosts(config)  # here, once: a bad host must stop start-up, not crash-loop workers
+        except (ValueError, OSError) as error:
+            print(f"pyftps: virtual host: {error}", file=sys.stderr)
+            return 2
 
         log.info(
             "certificate %s (SHA-256 %s, valid until %s)", cert_file, info.fingerprint, info.not_after.date()
@@ -231,6 +239,16 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
     finally:
         if xferlog is not None:
             xferlog.close()
+
+
+def _check_vhosts(config: ServerConfig) -> None:
+    """What build_vhosts would fail on, checked without keeping anything open across a fork."""
+    for spec in config.vhosts:
+        if spec.cert_file is not None and spec.key_file is not None:
+            server_context(spec.cert_file, spec.key_file, num_tickets=1, client_cafile=config.client_ca_file)
+        spec.root.mkdir(parents=True, exist_ok=True)
+        if spec.users:
+            open_user_store(spec.users).close()
 
 
 def _prepare_users(config: ServerConfig) -> None:

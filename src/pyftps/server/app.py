@@ -162,6 +162,7 @@ class Server:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        self.context.trimmer.cancel()
         self.context.op_executor.shutdown(wait=False, cancel_futures=True)
         self.context.transfer_executor.shutdown(wait=False, cancel_futures=True)
 

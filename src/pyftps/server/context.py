@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import ssl
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pyftps.config import ServerConfig
 from pyftps.server.data import PassivePorts
 from pyftps.server.guard import ConnectionCounter
 from pyftps.server.logs import XferLog
+from pyftps.server.memory import TrimWhenQuiet
 from pyftps.server.metrics import Metrics
 from pyftps.server.quota import QuotaTracker
 from pyftps.server.throttle import SharedBandwidth
@@ -43,7 +45,13 @@ class ServerContext:
     xferlog: XferLog | None = None
     vhosts: VirtualHosts = field(default_factory=VirtualHosts)  # RFC 7151; empty: one host
     running_transfers: int = 0  # read by the pyftps_transfers_active gauge
+    trimmer: TrimWhenQuiet = field(default_factory=TrimWhenQuiet)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_session_id(self) -> str:
         return f"{next(self._ids):x}"
+
+    def went_quiet(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A transfer or session ended: once nothing runs, hand the burst's memory back to the system."""
+        if self.running_transfers == 0:
+            self.trimmer.went_quiet(loop, lambda: self.running_transfers == 0, self.op_executor)

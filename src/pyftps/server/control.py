@@ -432,7 +432,8 @@ class ControlConnection(asyncio.Protocol):
         assert self.session is not None
         result: a.OpResult
         if isinstance(op, a.Authenticate):
-            result = await self.identity.password(op, str(self.peer[0]))
+            protected = self.session.state.tls.protected
+            result = await self.identity.password(op, str(self.peer[0]), protected=protected)
         elif isinstance(op, a.CertificateLogin):
             result = await self.identity.certificate(op, str(self.peer[0]))
         elif isinstance(op, a.OpenPassive):
@@ -477,6 +478,7 @@ class ControlConnection(asyncio.Protocol):
         finally:
             self._transfer = None
             self.server.running_transfers -= 1
+            self.server.went_quiet(self.loop)
         self._record_transfer(runner.transfer, outcome, self.loop.time() - started)
         if not self.closed:
             self._call(self.session.transfer_done, outcome)
@@ -580,6 +582,8 @@ class ControlConnection(asyncio.Protocol):
         if self._sleep is not None:
             self._sleep.cancel()
         self.server.connections.discard(self)
+        if not self.server.connections:
+            self.server.went_quiet(self.loop)
         self.identity.release()
         ip, self._counted_ip = self._counted_ip, None
         if ip is not None:
