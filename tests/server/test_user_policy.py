@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from pyftps.auth.base import Permission, Principal, UserLimits, UserTLSPolicy
 from pyftps.config import ReusePolicy
 from tests.server.conftest import PASSWORD, StartServer
@@ -133,3 +137,17 @@ def test_prot_c_chosen_before_login_is_521_for_a_user_who_requires_prot_p(start_
     client.expect("PROT C", 534)
     client.prot_p()
     assert client.retr("f") == b"content"
+
+
+def test_refused_cleartext_login_is_not_logged_as_a_login(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_server(policy={"require_tls_for_login": False}, users={"carol": CAROL})
+    client = server.connect()
+    with caplog.at_level(logging.INFO, logger="pyftps.session"):
+        client.expect("USER carol", 331)
+        client.expect(f"PASS {PASSWORD}", 530)
+        client.expect("NOOP", 200)  # the login's log lines are written before this reply
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "logged in" in m], messages
+    assert [m for m in messages if "refused cleartext login of carol" in m], messages

@@ -56,8 +56,13 @@ class Identity:
         """The user store logins go to: the selected virtual host's, else the server's."""
         return self.vhost.authenticator if self.vhost is not None else self.server.authenticator
 
-    async def password(self, op: a.Authenticate, ip: str) -> a.OpResult:
-        """USER/PASS, with the ban list checked first and failures recorded per address."""
+    async def password(self, op: a.Authenticate, ip: str, *, protected: bool = True) -> a.OpResult:
+        """USER/PASS, with the ban list checked first and failures recorded per address.
+
+        ``protected``: the control connection is TLS-protected. A user whose record requires TLS is
+        refused by the core on a cleartext connection; such a login is neither counted nor logged
+        as one, and does not clear the address's failure count.
+        """
         server, loop = self.server, asyncio.get_running_loop()
         if server.guard.is_banned(ip, loop.time()):
             return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
@@ -67,6 +72,11 @@ class Identity:
                 server.op_executor, authenticate, self.authenticator, op, self.session_id
             )
         if login.principal is not None:
+            if login.principal.tls.require_tls_for_login and not protected:
+                log.info(
+                    "session %s: refused cleartext login of %s (TLS required)", self.session_id, op.username
+                )
+                return _with_tls(login.result, login.principal)  # for the core to refuse
             return self._accept(login.principal, login.result, ip)
         if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:
             ban = server.guard.record_failure(ip, loop.time())
@@ -126,7 +136,11 @@ class Identity:
         self.storage = server.storage_for(principal)
         server.on_login(principal)
         log.info("session %s: user %s logged in from %s", self.session_id, principal.name, ip)
-        if isinstance(result, a.OpOk) and isinstance(result.value, a.LoginAccepted):
-            # The session applies the user's TLS overrides from here (a cleartext login may be refused).
-            return a.OpOk(replace(result.value, tls=principal.tls))
-        return result
+        return _with_tls(result, principal)
+
+
+def _with_tls(result: a.OpResult, principal: Principal) -> a.OpResult:
+    """The session applies the user's TLS overrides from here (a cleartext login may be refused)."""
+    if isinstance(result, a.OpOk) and isinstance(result.value, a.LoginAccepted):
+        return a.OpOk(replace(result.value, tls=principal.tls))
+    return result
