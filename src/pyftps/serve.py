@@ -22,6 +22,7 @@ from pyftps.auth.anonymous import AnonymousAuthenticator
 from pyftps.auth.base import Authenticator, Permission, Principal
 from pyftps.auth.cache import CachingAuthenticator
 from pyftps.auth.passwords import generate_password
+from pyftps.auth.records import UserStoreError
 from pyftps.auth.static import StaticAuthenticator
 from pyftps.auth.stores import open_login_guard, open_user_store
 from pyftps.config import ServerConfig, VhostConfig
@@ -201,7 +202,7 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
 
         try:
             _check_vhosts(config)  # here, once: a bad host must stop start-up, not crash-loop workers
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, UserStoreError) as error:
             print(f"pyftps: virtual host: {error}", file=sys.stderr)
             return 2
 
@@ -215,7 +216,7 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
     authenticator = build_authenticator(config)
     try:
         vhosts = build_vhosts(config)
-    except (ValueError, OSError) as error:  # TLSConfigError and UserStoreError are ValueErrors
+    except (ValueError, OSError, UserStoreError) as error:  # TLSConfigError is a ValueError
         print(f"pyftps: virtual host: {error}", file=sys.stderr)
         return 2
     guard = open_login_guard(config.database_url, config.bans)  # shared by all nodes on PostgreSQL
@@ -303,7 +304,7 @@ def _reload(server: Server, reload: Callable[[], ServerConfig] | None) -> None:
         config = reload() if reload is not None else server.config
         cert_file, context = build_tls(config)
         vhosts = build_vhosts(config, running=server.context.vhosts)
-    except (ValueError, OSError) as error:  # SettingsError and TLSConfigError are ValueErrors
+    except (ValueError, OSError, UserStoreError) as error:  # SettingsError, TLSConfigError: ValueErrors
         log.error("reload failed, keeping the current settings: %s", error)
         return
     server.reload(config, context, vhosts)

@@ -232,3 +232,36 @@ def test_workers_do_not_outlive_a_killed_parent(workers: Workers) -> None:
     while any(_alive(pid) for pid in pids.values()):
         assert time.monotonic() < deadline, f"workers {pids} outlived their parent"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("count", ["1", "2"])
+def test_a_broken_virtual_host_stops_start_up_instead_of_crash_looping_workers(
+    tmp_path: Path, count: str
+) -> None:
+    low, high = free_port_range(4)
+    (tmp_path / "users.db").write_text("not a database\n")  # well-formed URL, unusable store
+    config = tmp_path / "pyftps.toml"
+    config.write_text(
+        "[[vhost]]\n"
+        'names = ["a.test"]\n'
+        f'root = "{tmp_path / "a"}"\n'
+        f'users = "sqlite:///{tmp_path / "users.db"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFTPS_")}
+    argv = [
+        sys.executable, "-m", "pyftps", "serve",
+        "--config", str(config),
+        "--workers", count,
+        "--host", LOOPBACK,
+        "--port", str(free_port()),
+        "--implicit-port", "0",
+        "--passive-ports", f"{low}-{high}",
+        "--state-dir", str(tmp_path / "state"),
+        "--user", f"{USER}:{PASSWORD}",
+    ]  # fmt: skip
+    result = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL
+    )
+    assert result.returncode == 2, result.stderr
+    assert "pyftps: virtual host:" in result.stderr
+    assert "Traceback" not in result.stderr
