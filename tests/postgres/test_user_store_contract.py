@@ -21,7 +21,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 
 from pyftps.auth import records
 from pyftps.auth.base import Authenticator, Permission, Principal
-from pyftps.auth.passwords import cheap_hasher, hash_password, make_hasher
+from pyftps.auth.passwords import CONCURRENT_VERIFICATIONS, cheap_hasher, hash_password, make_hasher
 from pyftps.auth.records import MIGRATIONS, SCHEMA_VERSION
 from tests.postgres.conftest import raw_sql
 
@@ -403,7 +403,7 @@ def test_login_upgrades_outdated_hash(backend: Backend) -> None:
 def test_parallel_logins_verify_concurrently(backend: Backend) -> None:
     """8 threads authenticate at once; each verification waits for all 8, so none may hold a lock."""
     threads = 8
-    with backend.open(BarrierHasher(threads)) as store:
+    with backend.open(BarrierHasher(CONCURRENT_VERIFICATIONS)) as store:
         store.add_user("alice", "a-pw", "/a")
         store.add_user("bob", "b-pw", "/b", Permission.read_only())
         attempts = [("alice", "a-pw"), ("bob", "b-pw"), ("alice", "b-pw"), ("eve", "x")] * 2

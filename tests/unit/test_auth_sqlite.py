@@ -15,7 +15,7 @@ import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 
 from pyftps.auth.base import Authenticator, Permission, Principal
-from pyftps.auth.passwords import cheap_hasher, hash_password, make_hasher
+from pyftps.auth.passwords import CONCURRENT_VERIFICATIONS, cheap_hasher, hash_password, make_hasher
 from pyftps.auth.sqlite import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -405,7 +405,7 @@ def test_login_upgrades_outdated_hash(db_path: Path) -> None:
 
 def test_parallel_logins_verify_concurrently(db_path: Path) -> None:
     threads = 8
-    with SqliteUserStore(db_path, hasher=BarrierHasher(threads)) as store:
+    with SqliteUserStore(db_path, hasher=BarrierHasher(CONCURRENT_VERIFICATIONS)) as store:
         store.add_user("alice", "a-pw", "/a")
         store.add_user("bob", "b-pw", "/b", Permission.read_only())
         attempts = [("alice", "a-pw"), ("bob", "b-pw"), ("alice", "b-pw"), ("eve", "x")] * 2

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import VerificationError
 
 __all__ = [
+    "CONCURRENT_VERIFICATIONS",
     "DEFAULT_MEMORY_COST",
     "DEFAULT_PARALLELISM",
     "DEFAULT_TIME_COST",
@@ -43,7 +44,8 @@ MAX_USER_NAME_LENGTH = 64
 
 # No 0/O/o, 1/l/I: generated passwords are read off terminals and typed into FTP clients by hand, and the
 # alphabet is URL-safe so they survive being pasted into ftp:// URLs and config files without escaping.
-_VERIFY_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
+CONCURRENT_VERIFICATIONS = max(2, os.cpu_count() or 1)
+_VERIFY_SLOTS = threading.BoundedSemaphore(CONCURRENT_VERIFICATIONS)
 _PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
 _MIN_GENERATED_LENGTH = 8
 
