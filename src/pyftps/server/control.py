@@ -22,6 +22,7 @@ from typing import Any
 from pyftps.auth.base import Principal
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
+from pyftps.proto.policy import SessionPolicy
 from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
 from pyftps.proto.replies import Reply
 from pyftps.proto.security import TLSState
@@ -41,6 +42,7 @@ from pyftps.tls.contexts import TLSError, wrap_data_socket
 
 log = logging.getLogger("pyftps.session")
 command_logger = logging.getLogger("pyftps.command")
+_READ_SIZE = 32 * 1024  # bytes per recv on a control connection
 
 
 class ControlConnection(asyncio.Protocol):
@@ -65,6 +67,10 @@ class ControlConnection(asyncio.Protocol):
         self._paused = False  # a Sleep or a TLS close is in progress
         self._running = False
         self._carry = b""  # bytes that followed the peer's close_notify
+        # Output of one data_received leaves in one transport.write: each send on loopback wakes the
+        # peer, so replies, TLS records and close_notify of one batch share a system call.
+        self._batch: list[bytes] | None = None
+        self._held = b""  # the TLS 1.3 session ticket, sent with the next output (see _drive_tls)
         # One loop timer serves every connection's deadlines (server/timers.py): cheap to move.
         timers = timer_queue(self.loop)
         self._guard = timers.timer(self._guard_expired)  # handshake / TLS close / PROXY deadline
@@ -85,6 +91,11 @@ class ControlConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if hasattr(transport, "max_size"):
+            # The selector transport reads into a fresh 256 KiB bytes object per recv: above the
+            # pinned mmap threshold (server.memory) that is mmap + mremap + munmap for a 12-byte
+            # command. Control input is commands and TLS records; two records per read is plenty.
+            transport.max_size = _READ_SIZE
         peer = transport.get_extra_info("peername") or ("?", 0)
         local = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.peer, self.local = peer, local
@@ -113,7 +124,7 @@ class ControlConnection(asyncio.Protocol):
         local = result.destination or self.local
         self._accept_peer(peer, local, bind_host=str(self.local[0]))
         if result.rest and not self.closed:
-            self.data_received(result.rest)
+            self._receive(result.rest)
 
     def _accept_peer(
         self, peer: tuple[Any, ...], local: tuple[Any, ...], *, bind_host: str | None = None
@@ -137,7 +148,7 @@ class ControlConnection(asyncio.Protocol):
         self._counted_ip = ip
         self.server.connections.add(self)
         self.server.metrics.session_opened(self._mode)
-        policy = replace(config.session, trace_commands=True)
+        policy = _traced_policy(config.session)
         self.session = ServerSession(
             policy,
             implicit=self.implicit,
@@ -165,6 +176,16 @@ class ControlConnection(asyncio.Protocol):
         return "implicit" if self.implicit else "explicit"
 
     def data_received(self, data: bytes) -> None:
+        if self._batch is not None:  # nested (PROXY header followed by data)
+            self._receive(data)
+            return
+        self._batch = []
+        try:
+            self._receive(data)
+        finally:
+            self._write_batch()
+
+    def _receive(self, data: bytes) -> None:
         if self._proxy is not None:
             self._proxy_received(data)
             return
@@ -207,9 +228,9 @@ class ControlConnection(asyncio.Protocol):
         self.tls = TLSChannel.server(context)
         self._tls_started = self.loop.time()
         self._arm_guard(self.config.handshake_timeout, "TLS handshake timeout")
-        if initial:
+        if initial:  # else nothing to do before the ClientHello arrives
             self.tls.feed(initial)
-        self._drive_tls()
+            self._drive_tls()
 
     def _drive_tls(self) -> None:
         tls = self.tls
@@ -218,6 +239,11 @@ class ControlConnection(asyncio.Protocol):
         try:
             if not tls.handshake_complete:
                 done = tls.handshake()
+                if done and tls.version == "TLSv1.3":
+                    # What the server writes as its TLS 1.3 handshake completes is the session ticket;
+                    # it may follow at any time (RFC 8446 §4.6.1) and no client waits for it, so it
+                    # leaves with the next reply instead of costing a send (and a peer wakeup) alone.
+                    self._held += tls.pending_output()
                 self._flush_tls()
                 if not done:
                     return
@@ -277,7 +303,22 @@ class ControlConnection(asyncio.Protocol):
         if self.tls is not None and self.transport is not None:
             out = self.tls.pending_output()
             if out:
-                self.transport.write(out)
+                self._write(out)
+
+    def _write(self, data: bytes) -> None:
+        """To the socket, or to the current batch (:meth:`data_received`) to leave with the rest."""
+        if self._held:
+            data, self._held = self._held + data, b""
+        if self._batch is not None:
+            self._batch.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def _write_batch(self) -> None:
+        """Send what the batch holds (one write); before a close, so nothing is left behind."""
+        batch, self._batch = self._batch, None
+        if batch and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def _resume_plaintext(self) -> None:
         """Bytes parked during a pause go to the session once nothing holds the queue any more."""
@@ -411,7 +452,7 @@ class ControlConnection(asyncio.Protocol):
                 return
             self._flush_tls()
         else:
-            self.transport.write(data)
+            self._write(data)
 
     @property
     def principal(self) -> Principal | None:
@@ -563,12 +604,14 @@ class ControlConnection(asyncio.Protocol):
             with contextlib.suppress(TLSError):
                 self.tls.start_close()
             self._flush_tls()
+        self._write_batch()
         if self.transport is not None:
             self.transport.close()
         self._shutdown("closed by server")
 
     def _abort_connection(self, reason: str) -> None:
         log.info("session %s: dropping connection: %s", self.id, reason)
+        self._write_batch()  # replies and alerts decided before the abort still leave first
         if self.transport is not None:
             self.transport.abort()
         self._shutdown(reason)
@@ -595,9 +638,23 @@ class ControlConnection(asyncio.Protocol):
             self._transfer.abort()  # losing the control connection acts as ABOR (RFC 959 §4.1.1)
         if self.data is not None:
             self.data.close()
+        self._write_batch()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         log.info("session %s: closed (%s)", self.id, reason)
+
+
+_TRACED: dict[int, tuple[SessionPolicy, SessionPolicy]] = {}  # id(policy) -> (policy, traced)
+
+
+def _traced_policy(policy: SessionPolicy) -> SessionPolicy:
+    """``policy`` with command tracing on (the command log), made once per configuration."""
+    known = _TRACED.get(id(policy))
+    if known is None or known[0] is not policy:
+        if len(_TRACED) > 8:  # reloads: keep only recent configurations
+            _TRACED.clear()
+        known = _TRACED[id(policy)] = (policy, replace(policy, trace_commands=True))
+    return known[1]
 
 
 def _client_certificate(tls: TLSChannel) -> tuple[str | None, str | None]:
