@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pyftps.server import data as data_module
 from pyftps.server.data import PendingData
 from pyftps.tls.contexts import server_context, wrap_data_socket
 from tests.robustness.helpers import client_hello, reset
@@ -66,13 +67,13 @@ def test_accept_failure_on_a_passive_port_is_a_425_and_the_session_goes_on(start
     async def out_of_descriptors(sock: socket.socket) -> tuple[socket.socket, Any]:
         raise injected
 
-    real_accept = server.loop.sock_accept
-    server.loop.sock_accept = out_of_descriptors  # type: ignore[method-assign]
+    real_accept = data_module._accept_one
+    data_module._accept_one = out_of_descriptors  # type: ignore[assignment]
     try:
         client.pasv()  # the listener's accept fails at once, as when the process is out of descriptors
         time.sleep(0.2)
     finally:
-        server.loop.sock_accept = real_accept  # type: ignore[method-assign]
+        data_module._accept_one = real_accept
     client.sock.settimeout(3.0)  # a loopback reply takes milliseconds; the bug gave none at all
     reply = client.send("LIST")
     assert 400 <= reply.code < 500, reply  # 425: no data connection

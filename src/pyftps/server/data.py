@@ -14,6 +14,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from pyftps.proto.grammar import same_host
 from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
@@ -57,6 +58,49 @@ def _settle(task: asyncio.Task[PendingData]) -> None:
     """Retrieve a finished accept task's outcome so asyncio does not report it as lost."""
     if not task.cancelled():
         task.exception()
+
+
+async def _accept_one(listener: socket.socket) -> tuple[socket.socket, Any]:
+    """``loop.sock_accept`` with the reader in our hands, so that closing the listener is synchronous.
+
+    With ``sock_accept`` a cancelled accept left its reader registered until a later loop iteration:
+    the port went on accepting after the 226 of an ABOR, and a connection arriving in that window
+    met a cancelled future (InvalidStateError, a leaked socket; CPython 3.11). Here the listener
+    may be closed at any time by :func:`_stop_listening`, which removes the reader first.
+    """
+    loop = asyncio.get_running_loop()
+    fd = listener.fileno()
+    while True:
+        if listener.fileno() == -1:
+            raise asyncio.CancelledError  # _stop_listening called the accept off before it began
+        try:
+            conn, address = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            conn.setblocking(False)
+            return conn, address
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _wake, ready)
+        try:
+            await ready
+        finally:
+            if listener.fileno() == fd:  # else _stop_listening closed it and removed the reader
+                loop.remove_reader(fd)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def _stop_listening(listener: socket.socket) -> None:
+    """Close a passive listener now: no connection is accepted on it once this returns."""
+    fd = listener.fileno()
+    if fd != -1:
+        with contextlib.suppress(RuntimeError):  # no running loop: no reader can be registered either
+            asyncio.get_running_loop().remove_reader(fd)
+    listener.close()
 
 
 def split_port_range(port_range: tuple[int, int], parts: int) -> list[tuple[int, int]]:
@@ -158,7 +202,11 @@ class DataChannel:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            task.cancel()  # ABOR or a lost control connection: stop accepting now, not at the timeout
+            # ABOR or a lost control connection: stop accepting now (before the 226), not at the timeout.
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                _stop_listening(listener)
+            task.cancel()
             raise
         finally:
             self._accepting = None
@@ -173,7 +221,7 @@ class DataChannel:
                 if remaining <= 0:
                     raise DataConnectionError("timed out waiting for the data connection")
                 try:
-                    conn, address = await asyncio.wait_for(loop.sock_accept(listener), remaining)
+                    conn, address = await asyncio.wait_for(_accept_one(listener), remaining)
                 except TimeoutError:
                     raise DataConnectionError("timed out waiting for the data connection") from None
                 except OSError as error:  # EMFILE under a flood, for one: a 425, not a wedged session
@@ -239,14 +287,12 @@ class DataChannel:
         """Drop the passive listener and any connection accepted but not used yet."""
         listener, self._listener = self._listener, None
         task, self._accepting = self._accepting, None
+        if listener is not None:
+            _stop_listening(listener)
         if task is not None and not task.done():
-            # The task's own finally closes the listener once it has left sock_accept: closing it
-            # under a pending accept would hand the loop a dead descriptor.
             task.add_done_callback(_settle)
             task.cancel()
             return
-        if listener is not None:
-            listener.close()
         if task is not None:
             _settle(task)
             if not task.cancelled() and task.exception() is None:
