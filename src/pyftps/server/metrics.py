@@ -60,6 +60,9 @@ class Metrics:
         # labels() hashes, locks and looks up on every call (~10 us); the per-session paths keep their
         # children here instead. The label values are drawn from small fixed sets.
         self._children: dict[tuple[object, ...], Any] = {}
+        # The two calls made for every reply skip even that: children by reply code and by verb.
+        self._reply_children: dict[int, Any] = {}
+        self._command_children: dict[str, Any] = {}
         self._build_session_metrics()
         self._build_tls_metrics()
         self._build_transfer_metrics()
@@ -249,13 +252,22 @@ class Metrics:
 
     def reply(self, code: int) -> None:
         """A reply went out (each one, preliminary 1xx replies included)."""
-        self._child(self._replies, str(code) if 100 <= code <= 599 else "other").inc()
+        child = self._reply_children.get(code)
+        if child is None:
+            if not 100 <= code <= 599:
+                self._child(self._replies, "other").inc()
+                return
+            child = self._reply_children[code] = self._child(self._replies, str(code))
+        child.inc()
 
     def command(self, verb: str, seconds: float) -> None:
         """A command got its final reply ``seconds`` after it arrived."""
-        self._child(self._command_seconds, _pick(verb.upper(), KNOWN_VERBS, "OTHER")).observe(
-            max(0.0, seconds)
-        )
+        child = self._command_children.get(verb)
+        if child is None:
+            child = self._child(self._command_seconds, _pick(verb.upper(), KNOWN_VERBS, "OTHER"))
+            if verb in KNOWN_VERBS:  # a closed set: random verbs from clients are not kept
+                self._command_children[verb] = child
+        child.observe(max(0.0, seconds))
 
     def _child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, looked up once per label set (the same child every time)."""

@@ -162,6 +162,10 @@ class TLSChannel:
         if self.peer_closed or self.truncated:
             return
         while True:
+            if not self._eof_fed and not self._incoming.pending and not self._obj.pending():
+                # Nothing buffered in either direction: read() could only raise SSLWantReadError,
+                # whose construction costs ~4 us (OpenSSL's error queue), a few times per command.
+                return
             try:
                 chunk = self._obj.read(_READ_SIZE)
             except ssl.SSLWantReadError:
