@@ -53,6 +53,16 @@ METRICS = [
     Metric("latency", "p50_ms", "NOOP p50 during 4 PROT P downloads", "ms", False, digits=2),
     Metric("latency", "download_mbps", "aggregate download rate meanwhile", "MB/s", True),
     Metric("latency", "idle_p99_ms", "NOOP p99 with no load", "ms", False, digits=2),
+    # Opt-in scenarios (--only idle_10k / scale_1000): shown only when they ran.
+    Metric("idle_10k", "failed", "10k idle TLS sessions: failed", "sessions", False),
+    Metric("idle_10k", "open_seconds_per_1000", "10k idle sessions: time per 1000", "s", False, digits=2),
+    Metric("idle_10k", "kib_per_session", "10k idle sessions: memory each (PSS)", "KiB", False, digits=1),
+    Metric("scale_1000", "failed", "1000 clients RETR+STOR 1 MiB at once: failed", "clients", False),
+    Metric("scale_1000", "throughput_mbps", "1000 clients: aggregate throughput", "MB/s", True),
+    Metric("scale_1000", "p99_s", "1000 clients: p99 completion time", "s", False, digits=1),
+    Metric("scale_1000", "rss_peak_mib", "1000 clients: server RSS at peak", "MiB", False),
+    Metric("scale_1000", "rss_after_mib", "1000 clients: server RSS after", "MiB", False),
+    Metric("scale_1000", "rss_idle_mib", "1000 clients: server RSS before", "MiB", False),
 ]
 
 RAW_METRICS = {
