@@ -60,6 +60,9 @@ class LoginState(enum.Enum):
     LOGGED_IN = "logged-in"
 
 
+NO_ACCESS = AccessRules()  # frozen, so every session without a login shares it (built ~5x a session)
+
+
 @dataclass
 class SessionState:
     """Everything REIN resets (RFC 959 §4.1.1); AUTH resets most of it too (RFC 4217 §4.2)."""
@@ -70,7 +73,7 @@ class SessionState:
     login: LoginState = LoginState.NONE
     pending_user: str | None = None
     user: str | None = None
-    access: AccessRules = field(default_factory=AccessRules)  # what the user may do where; nothing yet
+    access: AccessRules = NO_ACCESS  # what the user may do where; nothing yet
     cwd: str = "/"
     type: TransferType = TransferType.ASCII
     rest_offset: int = 0
@@ -228,7 +231,7 @@ class ServerSession:
     def reset_login(self) -> list[Action]:
         was_logged_in = self.state.logged_in
         self.state.login, self.state.user, self.state.pending_user = LoginState.NONE, None, None
-        self.state.access = AccessRules()
+        self.state.access = NO_ACCESS
         if self._policy_before_login is not None:  # the user's TLS overrides end with their login
             self.policy, self._policy_before_login = self._policy_before_login, None
         return [EndLogin()] if was_logged_in else []
