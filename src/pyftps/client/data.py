@@ -383,7 +383,45 @@ async def copy_from_file(conn: DataConnection, source: BinaryIO, progress: Progr
     return total
 
 
-class ReadStream:
+class _Stream:
+    """One transfer driven piece by piece: holds the control connection from its start to its end."""
+
+    def __init__(self, client: Client, path: str) -> None:
+        self._client, self._path = client, path
+        self._conn: DataConnection | None = None
+        self._locked = False
+        self._finished = False
+
+    async def _open(self) -> DataConnection:
+        raise NotImplementedError
+
+    async def _start(self) -> DataConnection:
+        if self._conn is not None:
+            return self._conn
+        if self._finished:
+            raise UsageError(None, "the stream is closed")
+        await self._client._ctl.acquire()
+        self._locked = True
+        try:
+            await self._client._type_image()
+            self._conn = await self._open()
+        except BaseException:
+            await self._close(abandon=False)
+            raise
+        return self._conn
+
+    async def _close(self, *, abandon: bool) -> None:
+        self._finished = True
+        try:
+            if abandon and self._conn is not None:
+                await self._client._abandon(self._conn)
+        finally:
+            if self._locked:
+                self._locked = False
+                self._client._ctl.release()
+
+
+class ReadStream(_Stream):
     """A download as an async iterator of chunks; holds the control connection until it ends or closes.
 
     Use it as ``async with client.open_read(path) as stream: async for chunk in stream``; leaving
@@ -391,10 +429,8 @@ class ReadStream:
     """
 
     def __init__(self, client: Client, path: str, offset: int) -> None:
-        self._client, self._path, self._offset = client, path, offset
-        self._conn: DataConnection | None = None
-        self._locked = False
-        self._finished = False
+        super().__init__(client, path)
+        self._offset = offset
 
     async def __aenter__(self) -> ReadStream:
         await self._start()
@@ -422,39 +458,16 @@ class ReadStream:
         await self._close(abandon=False)
         raise StopAsyncIteration
 
-    async def _start(self) -> DataConnection:
-        if self._conn is not None:
-            return self._conn
-        if self._finished:
-            raise UsageError(None, "the stream is closed")
-        client = self._client
-        await client._ctl.acquire()
-        self._locked = True
-        try:
-            await client._type_image()
-            self._conn = await open_data(client, "RETR", self._path, rest=self._offset)
-        except BaseException:
-            await self._close(abandon=False)
-            raise
-        return self._conn
+    async def _open(self) -> DataConnection:
+        return await open_data(self._client, "RETR", self._path, rest=self._offset)
 
     async def aclose(self) -> None:
         """Stop reading: ABOR if the transfer is still running, then release the control connection."""
         if not self._finished:
             await self._close(abandon=True)
 
-    async def _close(self, *, abandon: bool) -> None:
-        self._finished = True
-        try:
-            if abandon and self._conn is not None:
-                await self._client._abandon(self._conn)
-        finally:
-            if self._locked:
-                self._locked = False
-                self._client._ctl.release()
 
-
-class WriteStream:
+class WriteStream(_Stream):
     """An upload written piece by piece: ``async with client.open_write(path) as w: await w.write(b)``.
 
     Leaving the block normally ends the file with close_notify and waits for the 226; leaving it
@@ -462,10 +475,8 @@ class WriteStream:
     """
 
     def __init__(self, client: Client, path: str, append: bool) -> None:
-        self._client, self._path, self._append = client, path, append
-        self._conn: DataConnection | None = None
-        self._locked = False
-        self._finished = False
+        super().__init__(client, path)
+        self._append = append
         self.bytes_written = 0
 
     async def __aenter__(self) -> WriteStream:
@@ -489,21 +500,8 @@ class WriteStream:
             raise
         self.bytes_written += len(data)
 
-    async def _start(self) -> DataConnection:
-        if self._conn is not None:
-            return self._conn
-        if self._finished:
-            raise UsageError(None, "the stream is closed")
-        client = self._client
-        await client._ctl.acquire()
-        self._locked = True
-        try:
-            await client._type_image()
-            self._conn = await open_data(client, "APPE" if self._append else "STOR", self._path)
-        except BaseException:
-            await self._close(abandon=False)
-            raise
-        return self._conn
+    async def _open(self) -> DataConnection:
+        return await open_data(self._client, "APPE" if self._append else "STOR", self._path)
 
     async def aclose(self) -> None:
         """End the upload: close_notify, then the server's final reply (RFC 4217 §12.6)."""
@@ -521,13 +519,3 @@ class WriteStream:
         """Give up: ABOR and drop the data connection without close_notify (the server discards it)."""
         if not self._finished:
             await self._close(abandon=True)
-
-    async def _close(self, *, abandon: bool) -> None:
-        self._finished = True
-        try:
-            if abandon and self._conn is not None:
-                await self._client._abandon(self._conn)
-        finally:
-            if self._locked:
-                self._locked = False
-                self._client._ctl.release()
