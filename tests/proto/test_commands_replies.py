@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pyftps.proto import paths
 from pyftps.proto.ascii import AsciiDecoder, AsciiEncoder, ascii_size
-from pyftps.proto.commands import BadLine, Command, CommandReader, TelnetRefusal, parse_line
+from pyftps.proto.commands import BadLine, Command, CommandReader, LineEvent, TelnetRefusal, parse_line
 from pyftps.proto.errors import RemoteProtocolError
 from pyftps.proto.replies import MAX_REPLY_LINE, Reply, ReplyParser, format_reply
 
@@ -187,6 +187,33 @@ def test_reader_does_not_depend_on_read_boundaries(data: bytes, cuts: list[int])
     for chunk in split(data, cuts):
         pieces += reader.events(chunk)
     assert pieces == whole
+
+
+class OctetByOctetReader(CommandReader):
+    """The reader without its fast path: every octet through the Telnet/line state machine."""
+
+    def next_event(self) -> LineEvent | None:
+        data, pos = self._input, self._pos
+        while pos < len(data):
+            event = self._byte(data[pos])
+            pos += 1
+            if event is not None:
+                self._compact(pos)
+                return event
+        self._compact(pos)
+        return None
+
+
+@FAST
+@given(data=byte_soup, max_line=st.integers(1, 64), cuts=st.lists(st.integers(0, 400), max_size=8))
+def test_fast_path_equals_octet_by_octet_parsing(data: bytes, max_line: int, cuts: list[int]) -> None:
+    fast, reference = CommandReader(max_line), OctetByOctetReader(max_line)
+    got, want = [], []
+    for chunk in split(data, cuts):
+        got += fast.events(chunk)
+        want += reference.events(chunk)
+        assert fast.buffered == reference.buffered
+    assert got == want
 
 
 arg_text = st.text(
