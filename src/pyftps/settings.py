@@ -318,6 +318,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("limits.max_connections", "--max-connections", _positive_int, 1000, "control connections in all"),
     Option("limits.max_per_ip", "--max-per-ip", _positive_int, 20, "control connections from one address"),
     Option("limits.max_per_user", "--max-per-user", _positive_int, 10, "logged-in sessions of one user"),
+    Option(
+        "limits.transfer_threads",
+        "--transfer-threads",
+        _positive_int,
+        256,
+        "data connections served at once per process (more wait their turn); a small pool is faster "
+        "under a burst but lets a few slow clients hold every thread",
+    ),
     Option("limits.upload_rate", "--upload-rate", _positive_int, None, "bytes/s per user for uploads"),
     Option("limits.download_rate", "--download-rate", _positive_int, None, "bytes/s per user for downloads"),
     Option(
@@ -489,6 +497,7 @@ def build_config(
             ban_time=values["bans.time"],
             allow_list=tuple(values["bans.allow"]),
         ),
+        max_transfer_threads=values["limits.transfer_threads"],
         upload_rate=values["limits.upload_rate"],
         download_rate=values["limits.download_rate"],
         metrics_listen=values["metrics.listen"],

@@ -220,3 +220,13 @@ def test_factory_passes_allow_backslash_to_s3_storage() -> None:
         strict.open_write("/back\\slash")
     with pytest.raises(InvalidName):
         strict.make_dir("/dir\\name")
+
+
+def test_transfer_pool_size_is_a_setting(tmp_path: Path) -> None:
+    assert _config([], tmp_path).max_transfer_threads == 256
+    assert _config(["--transfer-threads", "32"], tmp_path).max_transfer_threads == 32
+    assert _config([], tmp_path, {"PYFTPS_LIMITS_TRANSFER_THREADS": "16"}).max_transfer_threads == 16
+    with pytest.raises(SettingsError, match="--transfer-threads"):
+        _config(["--transfer-threads", "0"], tmp_path)
+    config = ServerConfig(root=tmp_path, state_dir=tmp_path, max_transfer_threads=7)
+    assert _server(config).context.transfer_executor._max_workers == 7
