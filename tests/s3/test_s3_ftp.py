@@ -8,11 +8,8 @@ renames and deletes; the server must not log an error while doing so.
 
 from __future__ import annotations
 
-import asyncio
 import io
-import logging
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +20,6 @@ import pytest
 pytest.importorskip("boto3", reason="the s3 extra (boto3) is not installed")
 
 from pyftps.auth.base import Principal
-from pyftps.auth.passwords import cheap_hasher
-from pyftps.auth.static import StaticAuthenticator
 from pyftps.client import SyncClient, TransientError
 from pyftps.config import ServerConfig
 from pyftps.proto.policy import SessionPolicy
@@ -32,39 +27,21 @@ from pyftps.server.app import Server
 from pyftps.storage.base import Storage
 from pyftps.storage.s3 import S3Storage, make_client
 from pyftps.tls.certs import ensure_self_signed
-from pyftps.tls.contexts import server_context
 from tests.s3.conftest import BUCKET, fresh_prefix
+from tests.s3.serving import connect, serving
 from tests.support.ports import LOOPBACK, free_port
 
 MiB = 1024 * 1024
-PASSWORD = "wonderland"
 
 
 @dataclass
 class FtpOverS3:
-    port: int
+    server: Server
     cafile: Path
     prefix: str
 
     def connect(self, user: str = "alice") -> SyncClient:
-        return SyncClient.connect(
-            LOOPBACK,
-            self.port,
-            mode="explicit",
-            user=user,
-            password=PASSWORD,
-            cafile=self.cafile,
-            timeout=20.0,
-        )
-
-
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        return connect(self.server, self.cafile, user)
 
 
 @pytest.fixture
@@ -85,10 +62,7 @@ def ftp_s3(tmp_path: Path, s3_client: Any) -> Iterator[FtpOverS3]:
         # 5 MiB parts so that the test's files take the multipart path; SeaweedFS mangles '\'.
         return S3Storage(BUCKET, principal.home, client=s3_client, part_size=5 * MiB, allow_backslash=False)
 
-    users = {
-        "alice": (PASSWORD, Principal("alice", f"{prefix}/alice")),
-        "outage": (PASSWORD, Principal("outage", "nowhere")),
-    }
+    users = {"alice": Principal("alice", f"{prefix}/alice"), "outage": Principal("outage", "nowhere")}
     config = ServerConfig(
         host=LOOPBACK,
         explicit_port=0,
@@ -102,28 +76,8 @@ def ftp_s3(tmp_path: Path, s3_client: Any) -> Iterator[FtpOverS3]:
         data_idle_timeout=30.0,
         tls_close_timeout=5.0,
     )
-    errors = _Errors()
-    logging.getLogger("pyftps").addHandler(errors)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="s3-ftp-loop", daemon=True)
-    thread.start()
-    server = Server(
-        config,
-        authenticator=StaticAuthenticator.from_plain(users, hasher=cheap_hasher()),
-        ssl_context=server_context(cert, key, num_tickets=1),
-        storage_for=storage_for,
-    )
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-        assert server.explicit_address is not None
-        yield FtpOverS3(server.explicit_address[1], cert, prefix)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        logging.getLogger("pyftps").removeHandler(errors)
-    assert [errors.format(r) for r in errors.records] == []
+    with serving(config, users, (cert, key), storage_for) as server:
+        yield FtpOverS3(server, cert, prefix)
 
 
 def test_upload_list_resume_rename_delete_through_s3(ftp_s3: FtpOverS3, s3_client: Any) -> None:

@@ -8,11 +8,8 @@ excepted; uploads that would exceed the quota end with 552 and leave nothing in 
 
 from __future__ import annotations
 
-import asyncio
 import io
-import logging
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +21,6 @@ import pytest
 pytest.importorskip("boto3", reason="the s3 extra (boto3) is not installed")
 
 from pyftps.auth.base import Principal, UserLimits
-from pyftps.auth.passwords import cheap_hasher
-from pyftps.auth.static import StaticAuthenticator
 from pyftps.client import PermanentError, SyncClient
 from pyftps.config import ServerConfig
 from pyftps.proto.policy import SessionPolicy
@@ -34,11 +29,10 @@ from pyftps.server.quota import QuotaTracker, home_scanner
 from pyftps.storage.factory import StorageFactory
 from pyftps.storage.s3 import S3Storage
 from pyftps.tls.certs import ensure_self_signed
-from pyftps.tls.contexts import server_context
 from tests.s3.conftest import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS, fresh_prefix
+from tests.s3.serving import connect, serving
 from tests.support.ports import LOOPBACK
 
-PASSWORD = "wonderland"
 KB = 1000
 
 
@@ -50,33 +44,15 @@ class FakeClock:
         return self.now
 
 
-class _Errors(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @dataclass
 class S3Server:
     server: Server
-    port: int
     cafile: Path
     prefix: str
     client: Any  # boto3, to look into the bucket behind the server's back
 
     def connect(self, user: str = "alice") -> SyncClient:
-        return SyncClient.connect(
-            LOOPBACK,
-            self.port,
-            mode="explicit",
-            user=user,
-            password=PASSWORD,
-            cafile=self.cafile,
-            timeout=20.0,
-        )
+        return connect(self.server, self.cafile, user)
 
     def key(self, user: str, name: str) -> str:
         return f"{self.prefix}/{user}/{name}"
@@ -100,8 +76,7 @@ def s3_server(
     cert, key = ensure_self_signed(tmp_path / "tls")
     prefix = fresh_prefix("quota")
     users = {
-        name: (PASSWORD, Principal(name, f"s3://{BUCKET}/{prefix}/{name}", limits=limits))
-        for name in ("alice", "bob")
+        name: Principal(name, f"s3://{BUCKET}/{prefix}/{name}", limits=limits) for name in ("alice", "bob")
     }
     config = ServerConfig(
         host=LOOPBACK, explicit_port=0, implicit_port=None, root=tmp_path / "root",
@@ -110,27 +85,8 @@ def s3_server(
         s3_endpoint=s3.endpoint, s3_region="us-east-1",
         **options,
     )  # fmt: skip
-    errors = _Errors()
-    logging.getLogger("pyftps").addHandler(errors)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="s3-quota-loop", daemon=True)
-    thread.start()
-    server = Server(
-        config,
-        authenticator=StaticAuthenticator.from_plain(users, hasher=cheap_hasher()),
-        ssl_context=server_context(cert, key, num_tickets=1),
-    )
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-        assert server.explicit_address is not None
-        yield S3Server(server, server.explicit_address[1], cert, prefix, s3_client)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        logging.getLogger("pyftps").removeHandler(errors)
-    assert [errors.format(r) for r in errors.records] == []
+    with serving(config, users, (cert, key)) as server:
+        yield S3Server(server, cert, prefix, s3_client)
 
 
 def _refused(ftp: SyncClient, data: bytes, path: str) -> int | None:
