@@ -115,13 +115,16 @@ def build_vhosts(config: ServerConfig, *, running: VirtualHosts | None = None) -
             hosts.append(dataclasses.replace(current, ssl_context=context))
             continue
         spec.root.mkdir(parents=True, exist_ok=True)
-        users = (
-            CachingAuthenticator(open_user_store(spec.users), ttl=config.credential_cache_ttl)
-            if spec.users
-            else CachingAuthenticator(_users(config), ttl=config.credential_cache_ttl)
-        )
+        users = open_user_store(spec.users) if spec.users else _users(config)
         hosts.append(
-            VirtualHost.confined(spec.names, spec.root, users, context, wrap=_anonymous(config, spec))
+            VirtualHost.confined(
+                spec.names,
+                spec.root,
+                users,
+                context,
+                cache=lambda inner: CachingAuthenticator(inner, ttl=config.credential_cache_ttl),
+                wrap=_anonymous(config, spec),
+            )
         )
         log.info("virtual host %s (%s) serving %s", spec.names[0], ", ".join(spec.names), spec.root)
     return VirtualHosts(hosts)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from pyftps.auth.base import Principal
+from pathlib import Path
+
+from pyftps.auth.anonymous import AnonymousAuthenticator
+from pyftps.auth.base import Principal, SupportsCachedLogin
 from pyftps.auth.cache import CachingAuthenticator
+from pyftps.auth.passwords import cheap_hasher
+from pyftps.auth.static import StaticAuthenticator
+from pyftps.server.vhosts import VirtualHost
 from tests.server.conftest import PASSWORD, StartServer
 
 
@@ -31,3 +37,30 @@ def test_a_cached_login_needs_no_worker_thread(start_server: StartServer) -> Non
     client.expect("USER alice", 331)
     client.expect("PASS not-" + PASSWORD, 530)  # a wrong password still takes the full path
     assert _Spy.calls == 2
+
+
+def test_wrappers_keep_the_fast_path(start_server: StartServer, tmp_path: Path) -> None:
+    # Anonymous access and a virtual host's root confinement wrap the cache; a repeat login must
+    # still be answered from it, and a virtual host's cached principal is already confined.
+    server = start_server()
+    context = server.server.context
+    _Spy.calls = 0
+    cached = _Spy(context.authenticator, ttl=60)
+    context.authenticator = AnonymousAuthenticator(cached, str(tmp_path / "pub"))
+    server.login().expect("PWD", 257)
+    server.login().expect("PWD", 257)
+    assert _Spy.calls == 1
+
+    _Spy.calls = 0
+    root = tmp_path / "host"
+    root.mkdir()
+    inner = StaticAuthenticator.from_plain(
+        {"bob": (PASSWORD, Principal("bob", "bob"))}, hasher=cheap_hasher()
+    )
+    host = VirtualHost.confined(["a.test"], root, inner, cache=lambda users: _Spy(users, ttl=60))
+    assert isinstance(host.authenticator, SupportsCachedLogin)
+    assert host.authenticator.cached("bob", PASSWORD) is None
+    first = host.authenticator.authenticate("bob", PASSWORD)
+    assert first is not None and first.home == str(root / "bob")
+    assert host.authenticator.cached("bob", PASSWORD) == first
+    assert _Spy.calls == 1

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pyftps.auth.base import Authenticator, Permission, Principal, SupportsCertificateLogin
+from pyftps.auth.base import (
+    Authenticator,
+    Permission,
+    Principal,
+    SupportsCachedLogin,
+    SupportsCertificateLogin,
+)
 
 ANONYMOUS_NAMES = frozenset({"anonymous", "ftp"})
 
@@ -22,6 +28,11 @@ class AnonymousAuthenticator:
         if username.lower() in ANONYMOUS_NAMES:
             return self._principal
         return self._inner.authenticate(username, password)
+
+    def cached(self, username: str, password: str) -> Principal | None:
+        if username.lower() in ANONYMOUS_NAMES or not isinstance(self._inner, SupportsCachedLogin):
+            return None  # anonymous is as cheap on the worker thread; the rest is the inner cache's
+        return self._inner.cached(username, password)
 
     def authenticate_certificate(
         self, username: str, fingerprint: str, subject: str | None

@@ -70,6 +70,13 @@ class Principal:
 
 
 @runtime_checkable
+class SupportsCachedLogin(Protocol):
+    """Authenticators that can answer a repeat login from memory, with no I/O (on the event loop)."""
+
+    def cached(self, username: str, password: str) -> Principal | None: ...
+
+
+@runtime_checkable
 class SupportsCertificateLogin(Protocol):
     """Authenticators that accept a verified TLS client certificate instead of a password (RFC 4217 §12.2)."""
 

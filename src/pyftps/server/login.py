@@ -11,8 +11,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from pyftps.auth.base import Authenticator, Principal, SupportsCertificateLogin
-from pyftps.auth.cache import CachingAuthenticator
+from pyftps.auth.base import Authenticator, Principal, SupportsCachedLogin, SupportsCertificateLogin
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
 from pyftps.server.context import ServerContext
@@ -26,7 +25,7 @@ log = logging.getLogger("pyftps.session")
 
 def _from_cache(authenticator: Authenticator, op: a.Authenticate, session_id: str) -> LoginResult | None:
     """A repeat login the credential cache vouches for, answered on the loop (no worker-thread hop)."""
-    if not isinstance(authenticator, CachingAuthenticator):
+    if not isinstance(authenticator, SupportsCachedLogin):
         return None
     principal = authenticator.cached(op.username, op.password)
     return authenticate(_Verified(principal), op, session_id) if principal is not None else None

@@ -104,13 +104,21 @@ class VirtualHost:
         users: Authenticator,
         ssl_context: ssl.SSLContext | None = None,
         *,
+        cache: Callable[[Authenticator], Authenticator] | None = None,
         wrap: Callable[[Authenticator], Authenticator] | None = None,
     ) -> VirtualHost:
-        """A host whose ``users`` are kept under ``root``; ``wrap`` adds what is not confined (anonymous)."""
+        """A host whose ``users`` are kept under ``root``.
+
+        ``cache`` goes around the confinement, so a cached login carries an already confined home and
+        needs no file system access (it is answered on the event loop); ``wrap`` adds what is not
+        confined (anonymous).
+        """
         keys = [host_key(name) for name in names]
         if not keys or not all(keys):
             raise ValueError("a virtual host needs at least one non-empty name")
         confined: Authenticator = _ConfinedUsers(users, root, keys[0])
+        if cache is not None:
+            confined = cache(confined)
         return cls(keys[0], frozenset(keys), root, wrap(confined) if wrap else confined, ssl_context)
 
     def user_key(self, user: str) -> str:
