@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,29 @@ def _create_private_file(path: Path) -> None:
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     if os.name == "posix" and path.stat().st_mode & 0o077:
         _log.warning("user database %s is accessible by group/others; consider chmod 600", path)
+
+
+def enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the database in WAL mode, waiting up to ``busy_timeout`` for other openers of a new file.
+
+    WAL mode is persistent, so only the first connection to a new file switches it. The switch needs an
+    exclusive lock and SQLite answers SQLITE_BUSY at once (no busy handler) while another connection
+    holds the file, e.g. several threads or processes opening a fresh database together.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0]
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            continue
+        if str(mode).lower() != "wal":
+            _log.warning("SQLite kept journal mode %s instead of WAL (no shared memory here?)", mode)
+        return
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
@@ -149,7 +173,7 @@ class SqliteUserStore(CertificateLogins):
             self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            enable_wal(conn, self._busy_timeout)
         except BaseException:
             conn.close()
             raise

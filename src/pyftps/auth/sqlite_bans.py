@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pyftps.auth.sqlite import enable_wal
 from pyftps.server.guard import BanPolicy, GuardStats, LoginGuard, address_key
 
 __all__ = ["SqliteLoginGuard"]
@@ -78,7 +79,7 @@ class SqliteLoginGuard:
         self._conn = sqlite3.connect(
             str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn, busy_timeout)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_SCHEMA)
 
