@@ -18,6 +18,7 @@ import contextlib
 import ftplib
 import multiprocessing
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -110,12 +111,19 @@ def start_profiled(env: BenchEnv, ports: Ports, output: Path) -> RunningServer:
     return server
 
 
-def measure(server: RunningServer, sessions: int, clients: int) -> float:
-    """Server CPU milliseconds per session over one run (2 x ``sessions`` sessions)."""
-    before = cpu_seconds(server.pid)
+def _client_cpu() -> float:
+    """CPU seconds of this process and its reaped children: the client side of every session."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(server: RunningServer, sessions: int, clients: int) -> tuple[float, float]:
+    """Server and client CPU milliseconds per session over one run (2 x ``sessions`` sessions)."""
+    before, client_before = cpu_seconds(server.pid), _client_cpu()
     run_sessions(server.port, sessions, clients)
+    client = (_client_cpu() - client_before) * 1000 / (2 * sessions)
     time.sleep(0.2)  # the last QUITs are processed
-    return (cpu_seconds(server.pid) - before) * 1000 / (2 * sessions)
+    return (cpu_seconds(server.pid) - before) * 1000 / (2 * sessions), client
 
 
 def main(argv: list[str]) -> int:
@@ -132,6 +140,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rev", help="measure pyftps as of this git revision (its src/), not the work tree")
     args = parser.parse_args(argv)
     results: dict[str, list[float]] = {}
+    client_runs: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="pyftps-session-cpu-") as tmp:
         env = make_env(Path(tmp))
         if args.rev is not None:
@@ -147,7 +156,9 @@ def main(argv: list[str]) -> int:
                 server = ALL_PEERS[name].start(env, ports)
             try:
                 _client(server.port, 20)  # warm up: credential cache, imports, allocator
-                runs = [measure(server, args.sessions, args.clients) for _ in range(args.runs)]
+                pairs = [measure(server, args.sessions, args.clients) for _ in range(args.runs)]
+                runs = [server_ms for server_ms, _ in pairs]
+                client_runs[name] = [client_ms for _, client_ms in pairs]
             finally:
                 if args.profile is not None and name == "pyftps":
                     server.process.send_signal(signal.SIGINT)
@@ -156,7 +167,20 @@ def main(argv: list[str]) -> int:
                 server.stop()
             results[name] = runs
             shown = " ".join(f"{r:.2f}" for r in runs)
-            print(f"{name:10s} CPU ms/session: median {statistics.median(runs):.2f}  (runs: {shown})")
+            client_ms = statistics.median(client_runs[name])
+            print(
+                f"{name:10s} CPU ms/session: median {statistics.median(runs):.2f}  (runs: {shown}); "
+                f"client CPU ms/session {client_ms:.2f}"
+            )
+    if client_runs:
+        # Every bench client (ftplib, like the `sessions` scenario) runs on the same cores as the server,
+        # so no server, however cheap, can exceed cores / client CPU per session on this machine.
+        cores = os.cpu_count() or 1
+        client_ms = min(statistics.median(runs) for runs in client_runs.values())
+        print(
+            f"ceiling on this machine for any server: {cores} cores / {client_ms:.2f} ms of client CPU "
+            f"= {cores * 1000 / client_ms:.0f} sessions/s"
+        )
     if len(results) == 2:
         ratio = statistics.median(results["pyftps"]) / statistics.median(results["pyftpdlib"])
         print(f"pyftps / pyftpdlib CPU per session: {ratio:.2f}")
