@@ -317,6 +317,7 @@ def _session_loop(port: int, credentials: tuple[str, str], window: tuple[float, 
     last_error = ""
     while time.monotonic() < start_at:
         time.sleep(0.001)
+    cpu0 = time.process_time()
     while time.monotonic() < stop_at:
         ftp = ftplib.FTP_TLS(context=context, timeout=10)
         try:
@@ -331,7 +332,7 @@ def _session_loop(port: int, credentials: tuple[str, str], window: tuple[float, 
             last_error = f"{type(error).__name__}: {error}"
         finally:
             ftp.close()
-    out.put((done, errors, last_error))
+    out.put((done, errors, last_error, time.process_time() - cpu0))
 
 
 def session_rate(server: RunningServer, env: BenchEnv, settings: Settings) -> Figures:
@@ -370,6 +371,11 @@ def session_rate(server: RunningServer, env: BenchEnv, settings: Settings) -> Fi
         "errors": float(errors),
     }
     per_session = cpu * 1000 / done if done else float("nan")
+    if done:
+        # The clients share the server's cores: cores / client CPU per session bounds any server's rate here.
+        client_ms = sum(o[3] for o in outcomes) * 1000 / done
+        figures["client_cpu_ms_per_session"] = client_ms
+        figures["ceiling_per_s"] = (os.cpu_count() or 1) * 1000 / client_ms
     if server.peer.orphans_sessions:
         figures["cpu_ms_per_session_lower_bound"] = per_session
     else:
@@ -407,10 +413,11 @@ def idle_memory(server: RunningServer, env: BenchEnv, settings: Settings) -> Fig
             sessions.append(ftp)
 
     try:
-        begin = time.perf_counter()
+        begin, client_cpu0 = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(open_one, range(count)))
         elapsed = time.perf_counter() - begin
+        client_cpu = time.process_time() - client_cpu0
         time.sleep(1.0)
         pss1 = server.pss_kib()
         alive = server.alive()
@@ -426,6 +433,8 @@ def idle_memory(server: RunningServer, env: BenchEnv, settings: Settings) -> Fig
         "kib_per_session": (pss1 - pss0) / len(sessions),
         "open_seconds": elapsed,
         "open_seconds_per_1000": elapsed * 1000 / len(sessions),
+        # This process opened them (4 threads) on the server's cores: its CPU is part of every server's time.
+        "client_cpu_seconds_per_1000": client_cpu * 1000 / len(sessions),
         "pss_idle_mib": pss0 / 1024,
         "pss_loaded_mib": pss1 / 1024,
         "opened": float(len(sessions)),
