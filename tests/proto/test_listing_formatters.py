@@ -123,6 +123,31 @@ def test_mlsd_formatter_equals_generic_facts(info: Entry, selected: frozenset[st
     assert formatter.line(info, perm) == line  # the cached perm fact gives the same again
 
 
+@settings(max_examples=300)
+@given(entries, times, selections, perms)
+@example(Entry("a", mtime=NOW - 15778476 + 0.5), NOW, frozenset(), "")  # recent by half a second
+@example(Entry("a", mtime=float(LAST) + 30), float(LAST) + 90, frozenset({"modify"}), "")  # clamped, recent
+@example(Entry("a", mtime=-0.5), 0.0, frozenset({"modify"}), "")  # negative: floors to -1
+def test_rows_format_like_entries(info: Entry, now: float, selected: frozenset[str], perm: str) -> None:
+    """``row`` (a storage's plain values) gives ``line``'s text, also from a formatter's warm caches."""
+    row = (info.name, info.is_dir, info.size, info.mtime, info.mode, info.unique)
+    lister, mlsd = ListFormatter(now=now), MlsdFormatter(selected)
+    for _ in range(2):
+        assert lister.row(row) == reference_list_line(info, now=now)
+        assert mlsd.row(row, perm) == mlsd_line(info, selected, perm=perm)
+
+
+def test_row_caches_never_mix_neighbouring_times() -> None:
+    """One formatter over times a second, a minute and a day apart, near each boundary."""
+    lister, mlsd = ListFormatter(now=NOW), MlsdFormatter(frozenset({"modify"}))
+    for base in (NOW - 3600, NOW - 86400 * 300, 0.0, -86400.0):
+        for delta in (-60.0, -1.0, -0.25, 0.0, 0.25, 59.75, 60.0, 86399.5, 86400.0):
+            info = Entry("n", mtime=base + delta)
+            row = (info.name, info.is_dir, info.size, info.mtime, info.mode, info.unique)
+            assert lister.row(row) == reference_list_line(info, now=NOW)
+            assert mlsd.row(row, "") == mlsd_line(info, frozenset({"modify"}), perm="")
+
+
 def test_one_formatter_serves_a_whole_listing() -> None:
     infos = [
         Entry("dir", is_dir=True, mode=0o755, mtime=NOW - 60, unique="d1"),
@@ -163,3 +188,11 @@ def test_time_caches_stay_bounded() -> None:
         assert listing._modify_text(info.mtime) == format_time_val(info.mtime)
     assert len(listing._days) <= listing._CACHE_LIMIT
     assert len(listing._seconds) <= listing._CACHE_LIMIT
+    mlsd = MlsdFormatter(frozenset({"modify"}))
+    for minute in range(listing._CACHE_LIMIT + 10):
+        info = Entry("a", mtime=NOW - 60.0 * minute)
+        row = (info.name, info.is_dir, info.size, info.mtime, info.mode, info.unique)
+        assert lister.row(row) == reference_list_line(info, now=NOW)
+        assert mlsd.row(row, "") == f"modify={format_time_val(info.mtime)}; a"
+    assert len(lister._recent) <= listing._CACHE_LIMIT
+    assert len(mlsd._modify_facts) <= listing._CACHE_LIMIT

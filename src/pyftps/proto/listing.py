@@ -34,6 +34,7 @@ __all__ = [
     "MlsdFormatter",
     "RemoteEntry",
     "StatLike",
+    "StatRow",
     "feat_mlst_line",
     "format_facts",
     "format_opts_mlst_reply",
@@ -102,6 +103,11 @@ class StatLike(Protocol):
     def mode(self) -> int | None: ...
     @property
     def unique(self) -> str | None: ...
+
+
+# StatLike's fields as plain values, in its order (a storage's listing rows): formatting a row costs
+# no attribute lookups and its producer builds no object per entry.
+StatRow = tuple[str, bool, int, float, int | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -260,46 +266,60 @@ class MlsdFormatter:
     """MLSD lines for one listing: the fact selection is read once and each perm value checked once.
 
     ``line(info, perm)`` equals ``mlsd_line(info, selected, perm=perm)``; it is the per-entry path of a
-    directory listing, where that function's per-call checks and lookups would dominate.
+    directory listing, where that function's per-call checks and lookups would dominate.  ``row`` is
+    the same from plain values (a storage's listing rows), for a caller that has checked the name
+    with :func:`listable` already.
     """
 
-    __slots__ = ("_mode", "_modify", "_perm", "_perm_facts", "_size", "_type", "_unique")
+    __slots__ = ("_mode", "_modify", "_modify_facts", "_perm", "_perm_facts", "_size", "_types", "_unique")
 
     def __init__(self, selected: frozenset[str]) -> None:
-        self._type = "type" in selected
+        self._types = ("type=file;", "type=dir;") if "type" in selected else ("", "")
         self._size = "size" in selected
         self._modify = "modify" in selected
         self._perm = "perm" in selected
         self._unique = "unique" in selected
         self._mode = "unix.mode" in selected
         self._perm_facts: dict[str, str] = {}  # perm value -> "perm=...;"
+        self._modify_facts: dict[float, str] = {}  # mtime // 1 -> "modify=...;" (see _modify_fact)
 
     def line(self, info: StatLike, perm: str) -> str:
         name = info.name
         if not listable(name):
             raise LocalProtocolError(f"name cannot appear in a listing: {name!r}")
-        perm_fact = self._perm_facts.get(perm)
-        if perm_fact is None:
-            if not set(perm) <= _PERM_LETTERS:
-                raise LocalProtocolError(f"perm may only hold the letters acdeflmprw: {perm!r}")
-            perm_fact = self._perm_facts[perm] = f"perm={perm};"
-        is_dir = info.is_dir
-        parts = []
-        if self._type:
-            parts.append("type=dir;" if is_dir else "type=file;")
+        return self.row((name, info.is_dir, info.size, info.mtime, info.mode, info.unique), perm)
+
+    def row(self, row: StatRow, perm: str) -> str:
+        name, is_dir, size, mtime, mode, unique = row
+        text = self._types[is_dir]
         if self._size and not is_dir:
-            parts.append(f"size={max(info.size, 0)};")
+            text += f"size={size if size > 0 else 0};"
         if self._modify:
-            parts.append(f"modify={_modify_text(info.mtime)};")
+            # Keyed by the float floor: equal keys are one whole second, so one text (files are
+            # written in bursts); NaN never matches a key and reaches _modify_text, which refuses it.
+            modify = self._modify_facts.get(mtime // 1)
+            if modify is None:
+                modify = self._modify_fact(mtime)
+            text += modify
         if self._perm:
-            parts.append(perm_fact)
-        if self._unique and (unique := info.unique):
-            parts.append(f"unique={_sanitise_unique(unique)};")
-        if self._mode and (mode := info.mode) is not None:
-            parts.append(f"unix.mode={mode & 0o7777:04o};")
-        parts.append(" ")
-        parts.append(name)
-        return "".join(parts)
+            perm_fact = self._perm_facts.get(perm)
+            if perm_fact is None:
+                if not set(perm) <= _PERM_LETTERS:
+                    raise LocalProtocolError(f"perm may only hold the letters acdeflmprw: {perm!r}")
+                perm_fact = self._perm_facts[perm] = f"perm={perm};"
+            text += perm_fact
+        if self._unique and unique:
+            text += f"unique={_sanitise_unique(unique)};"
+        if self._mode and mode is not None:
+            text += f"unix.mode={mode & 0o7777:04o};"
+        return f"{text} {name}"
+
+    def _modify_fact(self, mtime: float) -> str:
+        fact = f"modify={_modify_text(mtime)};"
+        if len(self._modify_facts) >= _CACHE_LIMIT:
+            self._modify_facts.clear()
+        self._modify_facts[mtime // 1] = fact
+        return fact
 
 
 def mlst_line(info: StatLike, selected: frozenset[str], *, perm: str, path: str) -> str:
@@ -328,11 +348,13 @@ class ListFormatter:
 
     Times are UTC; the time of day is shown for files modified in the last half year, the year
     otherwise (also for future times), as ls does.  Months are English whatever the locale.  One
-    formatter serves one listing: owner and group are checked once and the columns before the size
-    are cached per (type, mode), since a directory holds few distinct ones.
+    formatter serves one listing: owner and group are checked once, the columns before the size are
+    cached per (type, mode), since a directory holds few distinct ones, and the date columns per
+    minute.  ``row`` formats plain values (a storage's listing rows) for a caller that has checked
+    the name with :func:`listable` already.
     """
 
-    __slots__ = ("_heads", "_now", "_owner_group", "_recent_after")
+    __slots__ = ("_heads", "_now", "_owner_group", "_recent", "_recent_after")
 
     def __init__(self, *, now: float, owner: str = "ftp", group: str = "ftp") -> None:
         for label, value in (("owner", owner), ("group", group)):
@@ -342,27 +364,40 @@ class ListFormatter:
         self._recent_after = now - _HALF_YEAR
         self._owner_group = f" 1 {owner} {group} "
         self._heads: dict[tuple[bool, int | None], str] = {}  # "drwxr-xr-x 1 ftp ftp "
+        self._recent: dict[float, str] = {}  # mtime // 60 -> "Mon DD HH:MM", for recent times only
 
     def line(self, info: StatLike) -> str:
         name = info.name
         if not listable(name):
             raise LocalProtocolError(f"name cannot appear in a listing: {name!r}")
-        is_dir, mode = info.is_dir, info.mode
+        return self.row((name, info.is_dir, info.size, info.mtime, info.mode, None))
+
+    def row(self, row: StatRow) -> str:
+        name, is_dir, size, mtime, mode, _ = row
         head = self._heads.get((is_dir, mode))
         if head is None:
             bits = mode if mode is not None else (0o755 if is_dir else 0o644)
             head = ("d" if is_dir else "-") + _permission_string(bits) + self._owner_group
             self._heads[(is_dir, mode)] = head
-        mtime = info.mtime
-        second = _whole_second(mtime)
-        day, rest = divmod(second, 86400)
-        _, month_day, year = _day(day)
         if self._recent_after < mtime <= self._now:
-            hour, rest = divmod(rest, 3600)
-            when = f"{_TWO_DIGITS[hour]}:{_TWO_DIGITS[rest // 60]}"
+            # Equal float floors are one minute of one day, so one text; the key needs no clamping
+            # (a recent time is not NaN) and equal keys give equal text even past year 9999.
+            when = self._recent.get(mtime // 60)
+            if when is None:
+                when = self._recent_text(mtime)
         else:
-            when = year
-        return f"{head}{max(info.size, 0)} {month_day} {when} {name}"
+            _, month_day, year = _day(_whole_second(mtime) // 86400)
+            when = f"{month_day} {year}"
+        return f"{head}{size if size > 0 else 0} {when} {name}"
+
+    def _recent_text(self, mtime: float) -> str:
+        day, rest = divmod(_whole_second(mtime), 86400)
+        hour, rest = divmod(rest, 3600)
+        text = f"{_day(day)[1]} {_TWO_DIGITS[hour]}:{_TWO_DIGITS[rest // 60]}"
+        if len(self._recent) >= _CACHE_LIMIT:
+            self._recent.clear()
+        self._recent[mtime // 60] = text
+        return text
 
 
 def list_line(info: StatLike, *, now: float, owner: str = "ftp", group: str = "ftp") -> str:

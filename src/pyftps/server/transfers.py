@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 from pyftps.config import ReusePolicy
 from pyftps.proto.actions import Transfer, TransferKind, TransferOutcome
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.listing import ListFormatter, MlsdFormatter, listable
+from pyftps.proto.listing import ListFormatter, MlsdFormatter, StatRow, listable
 from pyftps.server.data import DataConnectionError, PendingData
 from pyftps.server.errors import reply_for
 from pyftps.server.quota import QuotaTracker, UploadReservation
 from pyftps.server.worker import DataWorker, TLSSettings
-from pyftps.storage.base import FileInfo, NotFound, ReadStream, Storage, WriteStream
+from pyftps.storage.base import FileInfo, NotFound, ReadStream, Storage, SupportsEntryRows, WriteStream
 
 if TYPE_CHECKING:
     from pyftps.server.control import ControlConnection
@@ -165,8 +165,8 @@ def _prepare(
         info = storage.stat(transfer.path)
         if kind is TransferKind.MLSD and not info.is_dir:
             raise _Refused(ReplyCode.SYNTAX_ERROR_ARGS, "MLSD needs a directory; use MLST for a file.")
-        entries = storage.list_dir(transfer.path) if info.is_dir else iter([info])
-        return _listing(transfer, entries), None, None
+        rows = _rows(storage, transfer) if info.is_dir else iter([_row(info)])
+        return _listing(transfer, rows), None, None
     except Exception as error:
         if reservation is not None:
             reservation.release()
@@ -194,36 +194,54 @@ def _reserve(storage: Storage, transfer: Transfer, quota: QuotaTracker, user: st
     return reservation
 
 
-def _listing(transfer: Transfer, entries: Iterator[FileInfo]) -> Iterator[bytes]:
+def _rows(storage: Storage, transfer: Transfer) -> Iterator[StatRow]:
+    """The listed directory's entries as rows: straight from a backend that can, else from FileInfo."""
+    if isinstance(storage, SupportsEntryRows):
+        unique = transfer.kind is TransferKind.MLSD and "unique" in transfer.facts
+        return storage.list_rows(transfer.path, unique=unique)
+    return map(_row, storage.list_dir(transfer.path))
+
+
+def _row(info: FileInfo) -> StatRow:
+    return info.name, info.is_dir, info.size, info.mtime, info.mode, info.unique
+
+
+def _listing(transfer: Transfer, rows: Iterator[StatRow]) -> Iterator[bytes]:
     """Listing lines in batches; generated lazily in the worker so huge directories stream."""
     line_of = _line_formatter(transfer)
     batch: list[str] = []
     size = 0
-    for info in entries:
-        if not listable(info.name):
+    for row in rows:
+        if not listable(row[0]):
             continue  # a name with CR or LF would forge listing lines (RFC 3659 §2.2)
-        line = line_of(info)
+        line = line_of(row)
         batch.append(line)
         size += len(line) + 2
         if size >= LISTING_BATCH:
-            yield ("\r\n".join(batch) + "\r\n").encode("utf-8", "surrogateescape")
+            batch.append("")  # the last line's CRLF
+            yield "\r\n".join(batch).encode("utf-8", "surrogateescape")
             batch, size = [], 0
     if batch:
-        yield ("\r\n".join(batch) + "\r\n").encode("utf-8", "surrogateescape")
+        batch.append("")
+        yield "\r\n".join(batch).encode("utf-8", "surrogateescape")
 
 
-def _line_formatter(transfer: Transfer) -> Callable[[FileInfo], str]:
+def _line_formatter(transfer: Transfer) -> Callable[[StatRow], str]:
     """The per-entry line function of one listing, with everything per-listing worked out once."""
     if transfer.kind is TransferKind.NLST:
         return _entry_name
     if transfer.kind is TransferKind.MLSD:
-        mlsd, entry_perm = MlsdFormatter(transfer.facts), transfer.entry_perm
-        return lambda info: mlsd.line(info, entry_perm(info.name, is_dir=info.is_dir))
-    return ListFormatter(now=time.time()).line
+        mlsd = MlsdFormatter(transfer.facts).row
+        if transfer.access is None:  # no directory rules: one perm value per type for the whole listing
+            file_perm, dir_perm = transfer.perm_for_file, transfer.perm_for_dir
+            return lambda row: mlsd(row, dir_perm if row[1] else file_perm)
+        entry_perm = transfer.entry_perm
+        return lambda row: mlsd(row, entry_perm(row[0], is_dir=row[1]))
+    return ListFormatter(now=time.time()).row
 
 
-def _entry_name(info: FileInfo) -> str:
-    return info.name
+def _entry_name(row: StatRow) -> str:
+    return row[0]
 
 
 def _discard(sink: WriteStream | None, source: object) -> None:

@@ -137,3 +137,17 @@ class SupportsChmod(Protocol):
     """Backends that can change permission bits (SITE CHMOD)."""
 
     def chmod(self, path: str, mode: int) -> None: ...
+
+
+# One directory entry as plain values, FileInfo's fields in order (name, is_dir, size, mtime, mode,
+# unique): what a listing of many entries reads when one FileInfo per entry costs more than its line.
+EntryRow = tuple[str, bool, int, float, int | None, str | None]
+
+
+@runtime_checkable
+class SupportsEntryRows(Protocol):
+    """Backends that can list a directory as plain rows (LIST/MLSD of large directories)."""
+
+    def list_rows(self, path: str, *, unique: bool = True) -> Iterator[EntryRow]:
+        """``list_dir`` as rows; ``unique=False`` may leave that field None (the listing omits it)."""
+        ...

