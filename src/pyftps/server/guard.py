@@ -176,6 +176,8 @@ class LoginGuard:
 
     def is_allowed(self, ip: str) -> bool:
         """True for addresses on the allow list (these are never counted nor banned)."""
+        if not self._allowed:
+            return False  # the usual case: no address to parse (twice per session)
         host = _parse_host(ip)
         return host is not None and any(host in network for network in self._allowed)
 
