@@ -189,3 +189,34 @@ def test_thread_safe_counting(metrics: Metrics) -> None:
     assert value(metrics, "pyftps_sessions_total", listener="explicit") == 8000
     assert value(metrics, "pyftps_sent_bytes_total", kind="RETR") == 80000
     assert value(metrics, "pyftps_sessions_active") == 0
+
+
+def test_fast_families_expose_what_prometheus_client_would(metrics: Metrics) -> None:
+    """The per-session metrics are plain numbers exported at scrape time: same text as the library's."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from pyftps.server.metrics import COMMAND_BUCKETS
+
+    reference = CollectorRegistry()
+    replies = Counter("pyftps_replies", "Replies sent by reply code.", ["code"], registry=reference)
+    durations = Histogram(
+        "pyftps_command_duration_seconds",
+        "Time from a command's arrival to its final reply (unknown verbs count as OTHER).",
+        ["command"],
+        registry=reference,
+        buckets=COMMAND_BUCKETS,
+    )
+    for code in (220, 230, 230, 42):
+        metrics.reply(code)
+        replies.labels(str(code) if code >= 100 else "other").inc()
+    for verb, seconds in (("PWD", 0.0), ("PWD", 0.0005), ("RETR", 0.3), ("FROB", 99.0), ("QUIT", -1.0)):
+        metrics.command(verb, seconds)
+        durations.labels(verb if verb != "FROB" else "OTHER").observe(max(0.0, seconds))
+
+    def family(registry: CollectorRegistry, prefix: str) -> list[str]:
+        lines = generate_latest(registry).decode().splitlines()
+        # _created holds each series' creation time: present in both, equal only in shape
+        return [line.split(" ")[0] if "_created" in line else line for line in lines if prefix in line]
+
+    for prefix in ("pyftps_replies", "pyftps_command_duration_seconds"):
+        assert family(metrics.registry, prefix) == family(reference, prefix)

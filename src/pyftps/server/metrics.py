@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
+import prometheus_client.metrics as _prometheus_metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from pyftps.proto.actions import TransferKind
 from pyftps.proto.specs import COMMANDS
@@ -31,6 +35,8 @@ COMMAND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TRANSFER_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 
+COMMAND_BOUNDS = (*COMMAND_BUCKETS, float("inf"))
+
 CountFunction = Callable[[], int]
 
 
@@ -41,6 +47,77 @@ def _pick(value: str, allowed: Iterable[str], fallback: str) -> str:
 def _free(value: str, fallback: str = "unknown") -> str:
     """A label value from a small but open set (listener names, cipher suites): bounded in length."""
     return value[:MAX_LABEL] if value else fallback
+
+
+def _use_created() -> bool:
+    # prometheus_client's switch (PROMETHEUS_DISABLE_CREATED_SERIES, disable_created_metrics()).
+    return bool(getattr(_prometheus_metrics, "_use_created", True))
+
+
+class _Family:
+    """A labelled counter or histogram kept as plain numbers, exported as ``prometheus_client`` would.
+
+    ``prometheus_client`` takes two locks and ~10 Python calls per ``inc``/``observe``; the metrics
+    updated several times per session live here instead: one dict lookup and a list update under
+    the owner's lock. At scrape time :meth:`collect` writes the same names, labels, samples and
+    order (``_total``/``_created``; ``_bucket``/``_count``/``_sum``/``_created``) as the library.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        *,
+        lock: threading.Lock,
+        buckets: tuple[float, ...] | None = None,
+    ) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self.lock = lock
+        self.kind = "counter" if buckets is None else "histogram"
+        self.bounds = (*buckets, float("inf")) if buckets is not None else ()
+        self._le = tuple(floatToGoString(bound) for bound in self.bounds)  # type: ignore[no-untyped-call]
+        # label values -> [created, count] (counter) or [created, sum, count per bucket...] (histogram)
+        self.cells: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def cell(self, *values: str) -> list[float]:
+        """The numbers of one label set, created (at zero) on first use; update under ``lock``."""
+        cell = self.cells.get(values)
+        if cell is None:
+            with self.lock:
+                cell = self.cells.setdefault(values, [time.time(), 0.0, *(0.0 for _ in self.bounds)])
+        return cell
+
+    def observe(self, cell: list[float], amount: float) -> None:
+        """A histogram observation (caller holds ``lock``): the sum, then the first bucket that fits."""
+        cell[1] += amount
+        cell[2 + bisect.bisect_left(self.bounds, amount)] += 1
+
+    def describe(self) -> Iterable[Metric]:
+        return [Metric(self.name, self.documentation, self.kind)]
+
+    def collect(self) -> Iterable[Metric]:
+        metric = Metric(self.name, self.documentation, self.kind)
+        created = _use_created()
+        with self.lock:
+            cells = [(values, list(cell)) for values, cell in self.cells.items()]
+        for values, cell in cells:
+            labels = dict(zip(self.labelnames, values, strict=True))
+            if self.kind == "counter":
+                metric.add_sample(self.name + "_total", labels, cell[1])
+            else:
+                total = 0.0
+                for le, count in zip(self._le, cell[2:], strict=True):
+                    total += count
+                    metric.add_sample(self.name + "_bucket", {**labels, "le": le}, total)
+                metric.add_sample(self.name + "_count", labels, total)
+                if self.bounds[0] >= 0:
+                    metric.add_sample(self.name + "_sum", labels, cell[1])
+            if created:
+                metric.add_sample(self.name + "_created", labels, cell[0])
+        return [metric]
 
 
 class Metrics:
@@ -57,12 +134,9 @@ class Metrics:
         self._open: dict[str, int] = {}  # listener -> sessions opened and not yet closed
         self._sessions_fn: CountFunction | None = None
         self._transfers_fn: CountFunction | None = None
-        # labels() hashes, locks and looks up on every call (~10 us); the per-session paths keep their
-        # children here instead. The label values are drawn from small fixed sets.
-        self._children: dict[tuple[object, ...], Any] = {}
-        # The two calls made for every reply skip even that: children by reply code and by verb.
-        self._reply_children: dict[int, Any] = {}
-        self._command_children: dict[str, Any] = {}
+        # The two calls made for every reply find their numbers by reply code and by verb.
+        self._reply_cells: dict[int, list[float]] = {}
+        self._command_cells: dict[str, list[float]] = {}
         self._build_session_metrics()
         self._build_tls_metrics()
         self._build_transfer_metrics()
@@ -77,14 +151,15 @@ class Metrics:
 
     def _build_session_metrics(self) -> None:
         r = self.registry
-        self._sessions = Counter(
+        self._sessions = _Family(
+            r,
             "pyftps_sessions",
             "Control connections accepted (past the ban and limit checks).",
-            ["listener"],
-            registry=r,
+            ("listener",),
+            lock=self._lock,
         )
-        self._sessions_closed = Counter(
-            "pyftps_sessions_closed", "Control connections that ended.", ["listener"], registry=r
+        self._sessions_closed = _Family(
+            r, "pyftps_sessions_closed", "Control connections that ended.", ("listener",), lock=self._lock
         )
         self._refused = Counter(
             "pyftps_connections_refused", "Control connections refused on arrival.", ["reason"], registry=r
@@ -95,16 +170,17 @@ class Metrics:
             "pyftps_transfers_active", "Data transfers running now (0 until a callback is set).", registry=r
         )
         self._active_transfers.set_function(self._count_transfers)
-        self._logins = Counter("pyftps_logins", "Login attempts by result.", ["result"], registry=r)
+        self._logins = _Family(r, "pyftps_logins", "Login attempts by result.", ("result",), lock=self._lock)
         self._bans = Counter("pyftps_bans", "Addresses banned after repeated login failures.", registry=r)
 
     def _build_tls_metrics(self) -> None:
         r = self.registry
-        self._handshakes = Counter(
+        self._handshakes = _Family(
+            r,
             "pyftps_tls_handshakes",
             "Completed TLS handshakes by channel, protocol version and cipher.",
-            ["channel", "version", "cipher"],
-            registry=r,
+            ("channel", "version", "cipher"),
+            lock=self._lock,
         )
         self._handshake_failures = Counter(
             "pyftps_tls_handshake_failures",
@@ -112,11 +188,12 @@ class Metrics:
             ["channel"],
             registry=r,
         )
-        self._handshake_seconds = Histogram(
+        self._handshake_seconds = _Family(
+            r,
             "pyftps_tls_handshake_seconds",
             "Duration of completed TLS handshakes.",
-            ["channel"],
-            registry=r,
+            ("channel",),
+            lock=self._lock,
             buckets=HANDSHAKE_BUCKETS,
         )
         self._resumptions = Counter(
@@ -152,19 +229,22 @@ class Metrics:
 
     def _build_command_metrics(self) -> None:
         r = self.registry
-        self._replies = Counter("pyftps_replies", "Replies sent by reply code.", ["code"], registry=r)
-        self._command_seconds = Histogram(
+        self._replies = _Family(
+            r, "pyftps_replies", "Replies sent by reply code.", ("code",), lock=self._lock
+        )
+        self._command_seconds = _Family(
+            r,
             "pyftps_command_duration_seconds",
             "Time from a command's arrival to its final reply (unknown verbs count as OTHER).",
-            ["command"],
-            registry=r,
+            ("command",),
+            lock=self._lock,
             buckets=COMMAND_BUCKETS,
         )
 
     def _zero_known_series(self) -> None:
         """Export 0 for the small fixed label sets now, so rates and alerts see them before any event."""
         for result in ("ok", "failed"):
-            self._logins.labels(result)
+            self._logins.cell(result)
         for reason in REFUSAL_REASONS:
             self._refused.labels(reason)
         for channel in TLS_CHANNELS:
@@ -177,15 +257,17 @@ class Metrics:
     def session_opened(self, listener: str) -> None:
         """A control connection was accepted on ``listener`` (``explicit`` or ``implicit``)."""
         listener = _free(listener)
-        self._child(self._sessions, listener).inc()
+        cell = self._sessions.cell(listener)
         with self._lock:
+            cell[1] += 1
             self._open[listener] = self._open.get(listener, 0) + 1
 
     def session_closed(self, listener: str) -> None:
         """A control connection counted by :meth:`session_opened` ended; call exactly once per session."""
         listener = _free(listener)
-        self._child(self._sessions_closed, listener).inc()
+        cell = self._sessions_closed.cell(listener)
         with self._lock:
+            cell[1] += 1
             self._open[listener] = max(0, self._open.get(listener, 0) - 1)
 
     def connection_refused(self, reason: str) -> None:
@@ -193,7 +275,9 @@ class Metrics:
         self._refused.labels(_pick(reason, REFUSAL_REASONS, "other")).inc()
 
     def login(self, ok: bool) -> None:
-        self._child(self._logins, "ok" if ok else "failed").inc()
+        cell = self._logins.cell("ok" if ok else "failed")
+        with self._lock:
+            cell[1] += 1
 
     def ban(self) -> None:
         self._bans.inc()
@@ -223,8 +307,11 @@ class Metrics:
     def tls_handshake(self, kind: str, version: str, cipher: str, seconds: float) -> None:
         """A handshake completed on the ``control`` or ``data`` channel with this version and cipher."""
         channel = _pick(kind, TLS_CHANNELS, "other")
-        self._child(self._handshakes, channel, _pick(version, TLS_VERSIONS, "other"), _free(cipher)).inc()
-        self._child(self._handshake_seconds, channel).observe(max(0.0, seconds))
+        count = self._handshakes.cell(channel, _pick(version, TLS_VERSIONS, "other"), _free(cipher))
+        duration = self._handshake_seconds.cell(channel)
+        with self._lock:
+            count[1] += 1
+            self._handshake_seconds.observe(duration, max(0.0, seconds))
 
     def tls_handshake_failed(self, kind: str) -> None:
         self._handshake_failures.labels(_pick(kind, TLS_CHANNELS, "other")).inc()
@@ -252,27 +339,23 @@ class Metrics:
 
     def reply(self, code: int) -> None:
         """A reply went out (each one, preliminary 1xx replies included)."""
-        child = self._reply_children.get(code)
-        if child is None:
-            if not 100 <= code <= 599:
-                self._child(self._replies, "other").inc()
-                return
-            child = self._reply_children[code] = self._child(self._replies, str(code))
-        child.inc()
+        cell = self._reply_cells.get(code)
+        if cell is None:
+            if 100 <= code <= 599:  # a closed set: the cell is kept by code
+                cell = self._reply_cells[code] = self._replies.cell(str(code))
+            else:
+                cell = self._replies.cell("other")
+        with self._lock:
+            cell[1] += 1
 
     def command(self, verb: str, seconds: float) -> None:
         """A command got its final reply ``seconds`` after it arrived."""
-        child = self._command_children.get(verb)
-        if child is None:
-            child = self._child(self._command_seconds, _pick(verb.upper(), KNOWN_VERBS, "OTHER"))
+        cell = self._command_cells.get(verb)
+        if cell is None:
+            cell = self._command_seconds.cell(_pick(verb.upper(), KNOWN_VERBS, "OTHER"))
             if verb in KNOWN_VERBS:  # a closed set: random verbs from clients are not kept
-                self._command_children[verb] = child
-        child.observe(max(0.0, seconds))
-
-    def _child(self, metric: Any, *values: str) -> Any:
-        """``metric.labels(*values)``, looked up once per label set (the same child every time)."""
-        key = (id(metric), *values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*values)
-        return child
+                self._command_cells[verb] = cell
+        seconds = max(0.0, seconds)
+        with self._lock:  # _Family.observe, inlined: this runs once per command
+            cell[1] += seconds
+            cell[2 + bisect.bisect_left(COMMAND_BOUNDS, seconds)] += 1
