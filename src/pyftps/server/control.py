@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +59,7 @@ class ControlConnection(asyncio.Protocol):
         self.implicit = implicit
         self.id = server.next_session_id()
         self.loop = asyncio.get_running_loop()
+        self._time = _clock(self.loop)  # loop.time(), without its Python frame (~35 calls a session)
         self.transport: asyncio.Transport | None = None
         self.session: ServerSession | None = None
         self.identity = Identity(server, self.id)
@@ -134,7 +137,7 @@ class ControlConnection(asyncio.Protocol):
         config = self.config
         ip = str(peer[0])
         refusal = (
-            BANNED if self.server.guard.is_banned(ip, self.loop.time()) else self.server.counter.try_open(ip)
+            BANNED if self.server.guard.is_banned(ip, self._time()) else self.server.counter.try_open(ip)
         )
         if refusal is not None:
             if not self.implicit:  # an implicit client expects TLS first: it just sees the close
@@ -154,7 +157,7 @@ class ControlConnection(asyncio.Protocol):
             peer_host=ip,
             local_host=str(local[0]),
             ipv6=":" in str(local[0]) and not str(local[0]).startswith("::ffff:"),
-            now=self.loop.time(),
+            now=self._time(),
         )
         self.data = DataChannel(
             self.server.passive_ports,
@@ -225,7 +228,7 @@ class ControlConnection(asyncio.Protocol):
             self._abort_connection("no TLS context")
             return
         self.tls = TLSChannel.server(context)
-        self._tls_started = self.loop.time()
+        self._tls_started = self._time()
         self._arm_guard(self.config.handshake_timeout, "TLS handshake timeout")
         if initial:  # else nothing to do before the ClientHello arrives
             self.tls.feed(initial)
@@ -275,12 +278,12 @@ class ControlConnection(asyncio.Protocol):
             client_subject=subject,
         )
         log.info("session %s: TLS established (%s, %s)", self.id, info.version, info.cipher)
-        seconds = self.loop.time() - self._tls_started
+        seconds = self._time() - self._tls_started
         self.server.metrics.tls_handshake("control", info.version, info.cipher, seconds)
         self._disarm_guard()
         assert self.session is not None
-        if tls.sni and self.identity.vhost is None and self.session.state.host is None:
-            self._select_host(tls.sni, by_sni=True)  # implicit FTPS has only SNI (RFC 7151 §4)
+        if info.sni and self.identity.vhost is None and self.session.state.host is None:
+            self._select_host(info.sni, by_sni=True)  # implicit FTPS has only SNI (RFC 7151 §4)
         self._call(self.session.tls_established, info)
 
     def _tls_closed(self, tls: TLSChannel) -> None:
@@ -329,7 +332,7 @@ class ControlConnection(asyncio.Protocol):
         if self.closed:
             return
         try:
-            actions = method(*args, self.loop.time())  # type: ignore[operator]
+            actions = method(*args, self._time())  # type: ignore[operator]
         except Exception as error:
             log.error("session %s: internal error", self.id, exc_info=error)
             self._send(Reply.of(ReplyCode.LOCAL_ERROR, "Internal error; closing connection.").to_bytes())
@@ -358,7 +361,7 @@ class ControlConnection(asyncio.Protocol):
             case a.CommandStarted(verb, arg):
                 state = self.session.state if self.session is not None else None
                 user = (state.user or state.pending_user) if state is not None else None
-                self._commands.begin(verb, arg, self.loop.time(), user)
+                self._commands.begin(verb, arg, self._time(), user)
             case a.SendRaw(data):
                 self._send(data)
             case a.StartTLS(initial):
@@ -368,6 +371,18 @@ class ControlConnection(asyncio.Protocol):
             case a.Sleep(seconds):
                 self._paused = True
                 self._sleep = self.loop.call_later(seconds, self._wake)
+            case a.RunOp(a.Authenticate() as op):
+                # A cached login is answered here and now: no Task, no extra turn of the loop.
+                assert self.session is not None
+                protected = self.session.state.tls.protected
+                result = self.identity.password_now(op, str(self.peer[0]), protected=protected)
+                if result is None:
+                    self._spawn(self._run_op(op))
+                else:
+                    self._call(self.session.op_done, result)
+            case a.RunOp(a.OpenPassive()):
+                assert self.session is not None
+                self._call(self.session.op_done, self._open_passive())
             case a.RunOp(a.Transfer() as transfer):
                 # Created now, not in the task: an ABOR in the same batch must find it (959 §4.1.3).
                 self._transfer = TransferRunner(self, transfer)
@@ -398,7 +413,7 @@ class ControlConnection(asyncio.Protocol):
         """Count the reply; a final reply also ends its command: latency histogram and command log."""
         metrics = self.server.metrics
         metrics.reply(code)
-        done = self._commands.reply(code, self.loop.time())
+        done = self._commands.reply(code, self._time())
         if done is None:
             return
         metrics.command(done.verb, done.seconds)
@@ -442,12 +457,12 @@ class ControlConnection(asyncio.Protocol):
             return
         if self.tls is not None:
             try:
-                self.tls.write(data)
+                data = self.tls.encrypt(data)
             except TLSError:
                 return
-            self._flush_tls()
-        else:
-            self._write(data)
+            if not data:
+                return
+        self._write(data)
 
     @property
     def principal(self) -> Principal | None:
@@ -467,13 +482,11 @@ class ControlConnection(asyncio.Protocol):
     async def _run_op(self, op: a.Op) -> None:
         assert self.session is not None
         result: a.OpResult
-        if isinstance(op, a.Authenticate):
+        if isinstance(op, a.Authenticate):  # password_now() could not answer it (_execute)
             protected = self.session.state.tls.protected
-            result = await self.identity.password(op, str(self.peer[0]), protected=protected)
+            result = await self.identity.password_in_worker(op, str(self.peer[0]), protected=protected)
         elif isinstance(op, a.CertificateLogin):
             result = await self.identity.certificate(op, str(self.peer[0]))
-        elif isinstance(op, a.OpenPassive):
-            result = self._open_passive()
         elif self.storage is None:
             result = a.OpFailed(ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
         else:
@@ -501,7 +514,7 @@ class ControlConnection(asyncio.Protocol):
 
     async def _run_transfer(self, runner: TransferRunner) -> None:
         assert self.session is not None
-        started = self.loop.time()
+        started = self._time()
         self.server.running_transfers += 1
         try:
             outcome = await runner.run()
@@ -515,7 +528,7 @@ class ControlConnection(asyncio.Protocol):
             self._transfer = None
             self.server.running_transfers -= 1
             self.server.went_quiet(self.loop)
-        self._record_transfer(runner.transfer, outcome, self.loop.time() - started)
+        self._record_transfer(runner.transfer, outcome, self._time() - started)
         if not self.closed:
             self._call(self.session.transfer_done, outcome)
 
@@ -650,6 +663,13 @@ def _traced_policy(policy: SessionPolicy) -> SessionPolicy:
             _TRACED.clear()
         known = _TRACED[id(policy)] = (policy, replace(policy, trace_commands=True))
     return known[1]
+
+
+def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """``loop.time``; for asyncio's own loops the ``time.monotonic`` it returns, called directly."""
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 def _client_certificate(tls: TLSChannel) -> tuple[str | None, str | None]:

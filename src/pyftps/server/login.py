@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 from pyftps.auth.base import Authenticator, Principal, SupportsCachedLogin, SupportsCertificateLogin
@@ -23,11 +24,27 @@ from pyftps.storage.base import Storage
 log = logging.getLogger("pyftps.session")
 
 
+CachedLookup = Callable[[str, str], Principal | None]
+_CACHING: dict[int, tuple[Authenticator, CachedLookup | None]] = {}  # id -> (store, its cached())
+
+
+def _cache_of(authenticator: Authenticator) -> CachedLookup | None:
+    """The store's ``cached`` if it is a :class:`SupportsCachedLogin`; a Protocol check is slow, once."""
+    known = _CACHING.get(id(authenticator))
+    if known is None or known[0] is not authenticator:
+        if len(_CACHING) > 16:  # reloads and virtual hosts: keep only recent stores
+            _CACHING.clear()
+        lookup = authenticator.cached if isinstance(authenticator, SupportsCachedLogin) else None
+        known = _CACHING[id(authenticator)] = (authenticator, lookup)
+    return known[1]
+
+
 def _from_cache(authenticator: Authenticator, op: a.Authenticate, session_id: str) -> LoginResult | None:
     """A repeat login the credential cache vouches for, answered on the loop (no worker-thread hop)."""
-    if not isinstance(authenticator, SupportsCachedLogin):
+    cached = _cache_of(authenticator)
+    if cached is None:
         return None
-    principal = authenticator.cached(op.username, op.password)
+    principal = cached(op.username, op.password)
     return authenticate(_Verified(principal), op, session_id) if principal is not None else None
 
 
@@ -62,14 +79,27 @@ class Identity:
         refused by the core on a cleartext connection; such a login is neither counted nor logged
         as one, and does not clear the address's failure count.
         """
-        server, loop = self.server, asyncio.get_running_loop()
-        if server.guard.is_banned(ip, loop.time()):
+        result = self.password_now(op, ip, protected=protected)
+        return result if result is not None else await self.password_in_worker(op, ip, protected=protected)
+
+    def password_now(self, op: a.Authenticate, ip: str, *, protected: bool = True) -> a.OpResult | None:
+        """:meth:`password` when the loop can answer it (a ban, a cached login), else None."""
+        if self.server.guard.is_banned(ip, asyncio.get_running_loop().time()):
             return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
         login = _from_cache(self.authenticator, op, self.session_id)
-        if login is None:
-            login = await loop.run_in_executor(
-                server.op_executor, authenticate, self.authenticator, op, self.session_id
-            )
+        return None if login is None else self._settle(login, op, ip, protected)
+
+    async def password_in_worker(self, op: a.Authenticate, ip: str, *, protected: bool = True) -> a.OpResult:
+        """:meth:`password` past :meth:`password_now`: the store is asked in a worker thread."""
+        loop = asyncio.get_running_loop()
+        login = await loop.run_in_executor(
+            self.server.op_executor, authenticate, self.authenticator, op, self.session_id
+        )
+        return self._settle(login, op, ip, protected)
+
+    def _settle(self, login: LoginResult, op: a.Authenticate, ip: str, protected: bool) -> a.OpResult:
+        """Accept the user, or count the failure against the address (and maybe ban it)."""
+        server, loop = self.server, asyncio.get_running_loop()
         if login.principal is not None:
             if login.principal.tls.require_tls_for_login and not protected:
                 log.info(

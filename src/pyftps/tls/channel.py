@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import NoReturn
 
 from pyftps.tls.contexts import (
@@ -31,7 +32,7 @@ class TLSChannel:
 
     The caller feeds ciphertext from the socket with :meth:`feed` / :meth:`feed_eof`, drives
     :meth:`handshake`, exchanges plaintext with :meth:`read` / :meth:`write`, and sends whatever
-    :meth:`pending_output` returns after every call (alerts included, also after a failure).
+    :attr:`pending_output` returns after every call (alerts included, also after a failure).
 
     Closing (CCC, RFC 4217 §5; REIN, §13 and MS-FTPS §3.2.5.3) is :meth:`start_close` then
     :meth:`try_finish_close` until it is True; the socket stays open and :meth:`leftover` returns the
@@ -42,7 +43,7 @@ class TLSChannel:
 
     A clean close sets :attr:`peer_closed`; a bare EOF (``feed_eof`` without close_notify, which
     ``ssl`` reports as ``SSLEOFError``) sets :attr:`truncated` instead (RFC 8446 §6.1). Failures raise
-    :class:`~pyftps.tls.contexts.TLSError` subclasses; after one, only :meth:`pending_output` works.
+    :class:`~pyftps.tls.contexts.TLSError` subclasses; after one, only :attr:`pending_output` works.
     """
 
     def __init__(
@@ -56,6 +57,9 @@ class TLSChannel:
     ) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
+        # Ciphertext to send now; always drain it after calling any other method. The BIO's own
+        # read, bound here: the I/O layer calls this after every step (~8 times a session).
+        self.pending_output: Callable[[], bytes] = self._outgoing.read
         if data_connection and server_side:
             self._obj = wrap_data_bio(ctx, self._incoming, self._outgoing)
         else:
@@ -107,10 +111,6 @@ class TLSChannel:
             self._eof_fed = True
             self._incoming.write_eof()
 
-    def pending_output(self) -> bytes:
-        """Ciphertext to send now; always drain it after calling any other method."""
-        return self._outgoing.read()
-
     # --- handshake and data -----------------------------------------------------------------------
 
     def handshake(self) -> bool:
@@ -139,16 +139,19 @@ class TLSChannel:
         :attr:`truncated` (bare EOF) after it. Bytes after the close_notify are not plaintext of
         this session; see :meth:`leftover`.
         """
-        self._require_handshake("read")
+        if self._failed is not None or not self._handshake_done:
+            self._require_handshake("read")  # raises
         self._pull()
+        if not self._plain:
+            return b""
         data = bytes(self._plain)
         self._plain.clear()
         return data
 
     def write(self, data: bytes) -> None:
-        """Encrypt ``data``; the records come out of :meth:`pending_output`."""
-        self._require_handshake("write")
-        if self._closing:
+        """Encrypt ``data``; the records come out of :attr:`pending_output`."""
+        if self._failed is not None or not self._handshake_done or self._closing:
+            self._require_handshake("write")
             raise TLSStateError("cannot write after close_notify was sent")
         if not data:
             return
@@ -156,6 +159,11 @@ class TLSChannel:
             self._obj.write(data)
         except ssl.SSLError as exc:
             self._fail(TLSProtocolError(f"TLS write failed: {ssl_error_text(exc)}"), exc)
+
+    def encrypt(self, data: bytes) -> bytes:
+        """:meth:`write` then :attr:`pending_output`: the records to send for ``data`` (one reply)."""
+        self.write(data)
+        return self._outgoing.read()
 
     def _pull(self) -> None:
         """Decrypt every complete record now buffered into ``_plain``; note how the stream ended."""
