@@ -8,12 +8,14 @@ further spaces belong to the pathname; ``CR NUL`` stands for a CR in a pathname)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pyftps.proto.codes import ReplyCode
 
 IAC, DONT, DO, WONT, WILL, SB, SE, IP, DM = 255, 254, 253, 252, 251, 250, 240, 244, 242
 DEFAULT_MAX_LINE = 8192  # CONFORMANCE §3.4: pathnames up to 4096 bytes plus the command
+_CONTROL_CHARS = re.compile(r"[\x00-\x0c\x0e-\x1f]")  # C0 controls but CR (RFC 2640 §3.1 "CR NUL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +71,20 @@ class CommandReader:
         while pos < end:
             if self._iac_state is None and not self._overlong:
                 # Fast path: a run of plain octets (no LF, no IAC) that fits the limit is copied in one
-                # slice; per-octet handling is then needed only for LF, IAC and over-long lines.
+                # slice; per-octet handling is then needed only for IAC and over-long lines.
                 stop = _plain_run_end(data, pos, end)
                 if stop > pos and len(self._line) + (stop - pos) <= self.max_line:
                     self._line += data[pos:stop]
                     pos = stop
                     if pos == end:
                         break
+                if data[pos] == 0x0A:  # the line is complete: what _byte() would do with this LF
+                    pos += 1
+                    event = self._end_line()
+                    if event is not None:
+                        self._compact(pos)
+                        return event
+                    continue
             event = self._byte(data[pos])
             pos += 1
             if event is not None:
@@ -192,6 +201,6 @@ def parse_line(raw: bytes) -> Command | BadLine | None:
     verb, sep, arg = text.partition(" ")
     if not verb.isascii() or not verb.isalpha() or len(verb) > 8:
         return BadLine(ReplyCode.SYNTAX_ERROR, "Syntax error, command unrecognized.")
-    if any(ord(c) < 0x20 and c != "\r" for c in arg):
+    if _CONTROL_CHARS.search(arg):
         return BadLine(ReplyCode.SYNTAX_ERROR_ARGS, "Control characters are not allowed in arguments.")
     return Command(verb.upper(), arg if sep else None)

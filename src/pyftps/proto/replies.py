@@ -42,7 +42,10 @@ class Reply:
         return self.kind == 2
 
     def to_bytes(self) -> bytes:
-        return format_reply(self.code, self.lines)
+        lines = self.lines
+        if len(lines) == 1 and "\r" not in (text := lines[0]) and "\n" not in text:
+            return f"{self.code} {text}\r\n".encode()  # the usual reply: format_reply's first case
+        return format_reply(self.code, lines)
 
 
 def _clean(text: str) -> str:

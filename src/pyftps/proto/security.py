@@ -33,14 +33,18 @@ class TLSState(enum.Enum):
     IMPLICIT_WAIT = "implicit-wait"
     IMPLICIT = "implicit"
 
+    # Members are singletons compared by identity, so the identity hash is as good as Enum's
+    # hash(name), and it is C: the tables below are consulted for every command.
+    __hash__ = object.__hash__
+
     @property
     def protected(self) -> bool:
         """Commands and replies currently travel under TLS."""
-        return self in (TLSState.TLS, TLSState.IMPLICIT)
+        return self in PROTECTED_STATES
 
     @property
     def accepts_commands(self) -> bool:
-        return self not in (TLSState.HANDSHAKE, TLSState.IMPLICIT_WAIT)
+        return self in COMMAND_STATES
 
 
 class Trigger(enum.Enum):
@@ -48,6 +52,13 @@ class Trigger(enum.Enum):
     HANDSHAKE_DONE = "handshake-done"
     CCC_ACCEPTED = "ccc-accepted"  # 200 sent under TLS, shutdown follows
     REIN = "rein"
+
+    __hash__ = object.__hash__  # as TLSState's
+
+
+PROTECTED_STATES = frozenset({TLSState.TLS, TLSState.IMPLICIT})  # commands and replies under TLS
+# Commands are read in every state but during a handshake (explicit AUTH or implicit accept).
+COMMAND_STATES = frozenset(TLSState) - {TLSState.HANDSHAKE, TLSState.IMPLICIT_WAIT}
 
 
 TRANSITIONS: dict[tuple[TLSState, Trigger], TLSState] = {

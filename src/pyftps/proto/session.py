@@ -42,16 +42,17 @@ from pyftps.proto.actions import (
     TransferOutcome,
 )
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.commands import BadLine, Command, CommandReader, LineEvent, TelnetRefusal
+from pyftps.proto.commands import Command, CommandReader, LineEvent, TelnetRefusal
 from pyftps.proto.errors import LocalProtocolError, RemoteProtocolError
 from pyftps.proto.grammar import TransferType
 from pyftps.proto.listing import DEFAULT_FACTS
 from pyftps.proto.permissions import AccessRules, Permission
 from pyftps.proto.policy import SessionPolicy, UserTLSPolicy
 from pyftps.proto.replies import Reply
-from pyftps.proto.security import TLSState, Trigger, gate, transition
+from pyftps.proto.security import COMMAND_STATES, TLSState, Trigger, gate, transition
 
 Continuation = Callable[[OpResult], list[Action]]
+_CHANNEL_SWITCHES = (StartTLS, StopTLS)  # actions after which _pump stops (built once, not per command)
 
 
 class LoginState(enum.Enum):
@@ -188,7 +189,10 @@ class ServerSession:
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must be called next (idle timeout), or None while work is running."""
-        if self.closed or self.busy or not self.state.tls.accepts_commands:
+        # Called after every batch of actions: ``busy`` and ``accepts_commands`` inlined.
+        if self.closed or self._continuation is not None or self.transfer is not None:
+            return None
+        if self.state.tls not in COMMAND_STATES:
             return None
         return self._last_activity + self.policy.idle_timeout
 
@@ -205,7 +209,7 @@ class ServerSession:
         return self._continuation is not None or self.transfer is not None
 
     def reply(self, code: int, *lines: str) -> list[Action]:
-        return [SendReply(Reply.of(code, *lines))]
+        return [SendReply(Reply(int(code), lines or ("",)))]  # Reply.of, one call less per reply
 
     def run(self, op: Op, then: Continuation) -> list[Action]:
         """Ask the I/O layer to run ``op``; ``then`` receives its result."""
@@ -286,8 +290,8 @@ class ServerSession:
 
     def _pump(self) -> list[Action]:
         actions: list[Action] = []
-        while not self.closed and self.state.tls.accepts_commands:
-            if self.busy:
+        while not self.closed and self.state.tls in COMMAND_STATES:
+            if self._continuation is not None or self.transfer is not None:  # busy
                 if self.transfer is not None and (urgent := self._take_queued_urgent()) is not None:
                     actions += self._dispatch(urgent)
                     continue
@@ -311,7 +315,7 @@ class ServerSession:
             if event is None:
                 break
             actions += self._handle(event)
-            if actions and isinstance(actions[-1], StartTLS | StopTLS):
+            if actions and isinstance(actions[-1], _CHANNEL_SWITCHES):
                 break  # the channel changes under our feet: the I/O layer resumes us afterwards
         return actions
 
@@ -325,12 +329,12 @@ class ServerSession:
 
     def _handle(self, event: LineEvent) -> list[Action]:
         self._last_activity = self.now
+        if isinstance(event, Command):
+            return self._dispatch(event)
         if isinstance(event, TelnetRefusal):
             return [SendRaw(event.data)]
-        if isinstance(event, BadLine):
-            self.state.rename_from = None
-            return self.reply(event.code, event.text)
-        return self._dispatch(event)
+        self.state.rename_from = None
+        return self.reply(event.code, event.text)
 
     def _dispatch(self, command: Command) -> list[Action]:
         actions = self._dispatch_command(command)
