@@ -41,6 +41,7 @@ log = logging.getLogger("pyftps.data")
 # samples, so it is CPU contention, not the GIL. Five levels down cut p99 and max in every paired run.
 # Lower, a transfer thread gives way when the loop wakes and still takes every cycle nobody else wants.
 DATA_THREAD_NICE = 5
+PREFETCH_LIMIT = 256 * 1024  # listing bytes made ahead of the TLS handshake, at most
 _thread_niced = threading.local()
 
 REUSE_REQUIRED = (
@@ -97,6 +98,7 @@ class DataWorker:
         self._quota = quota
         self._written = 0
         self._metrics = metrics
+        self._ready: list[bytes] = []  # listing batches made while the TLS handshake ran
         self.reuse_verdict: ReuseVerdict | None = None
 
     def abort(self) -> None:
@@ -109,6 +111,7 @@ class DataWorker:
         lower_thread_priority()
         progress = self.transfer.progress
         try:
+            self._prefetch()
             conn = self._secure()
             if self.transfer.kind.upload:
                 self._receive(conn)
@@ -128,8 +131,38 @@ class DataWorker:
             return TransferOutcome(progress.bytes_done, failed.code, failed.text)
         finally:
             self._close_source()
+            self._settle_handshake()
             with contextlib.suppress(OSError):
                 self._sock.close()
+
+    def _prefetch(self) -> None:
+        """Make a listing's first batches while the data connection's TLS handshake runs elsewhere.
+
+        The handshake started at accept time in another thread (OpenSSL releases the GIL) and waits
+        for the client, which starts it only after our 150: scanning the directory meanwhile takes
+        the handshake's round trips off a listing's time. Bounded, so huge directories still stream.
+        """
+        source, handshake = self._source, self._handshake
+        if not isinstance(source, Iterator) or handshake is None or not self.transfer.protect:
+            return
+        ready, size = self._ready, 0
+        while size < PREFETCH_LIMIT and not handshake.done() and not self._aborted.is_set():
+            chunk = next(source, None)
+            if chunk is None:
+                break
+            ready.append(chunk)
+            size += len(chunk)
+
+    def _settle_handshake(self) -> None:
+        """Before the close: a listing that failed while prefetching left the handshake running in
+        its thread, and closing under it would free a descriptor number that thread still uses."""
+        handshake = self._handshake
+        if handshake is None or handshake.done():
+            return
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the handshake at once
+        with contextlib.suppress(Exception):
+            handshake.result()
 
     # ---------------------------------------------------------------- TLS
 
@@ -232,6 +265,8 @@ class DataWorker:
         if source is None:
             return
         if isinstance(source, Iterator):
+            ready, self._ready = self._ready, []
+            yield from ready
             yield from source  # listing lines, already batched
             return
         stream: ReadStream = source
