@@ -170,7 +170,22 @@ def test_stale_entries_are_compacted_and_nothing_is_held_when_all_stop(clock: Fa
         timer.close()
     assert queue.heap_size <= 2 * len(queue) + 64 + 1
     keeper.cancel()
-    assert queue.heap_size == 0 and clock.pending == []
+    assert queue.heap_size == 0
+    # The loop timer is kept for the next deadline (no handle per connection); once it fires on
+    # the empty queue it is not re-armed, so nothing stays scheduled.
+    assert len(clock.pending) <= 1
+    clock.advance(1_000.0)
+    assert clock.pending == []
+
+
+def test_sessions_one_after_another_reuse_the_loop_timer(clock: FakeClock) -> None:
+    queue = TimerQueue(clock)
+    for _ in range(100):  # each connection arms a deadline and closes before it is due
+        timer = queue.timer(lambda: None)
+        timer.set(clock.time() + 30.0)
+        timer.close()
+        clock.advance(clock.now + 0.01)
+    assert len(clock.handles) == 1
 
 
 def test_a_closed_timer_does_not_keep_its_owner_alive(clock: FakeClock) -> None:

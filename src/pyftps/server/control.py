@@ -256,7 +256,8 @@ class ControlConnection(asyncio.Protocol):
                     self._tls_closed(tls)
                 return
             plaintext = tls.read()
-            self._flush_tls()
+            if out := tls.pending_output():  # _flush_tls(), inlined: once per record received
+                self._write(out)
         except TLSError as error:
             self._flush_tls()
             self._abort_connection(str(error))

@@ -159,9 +159,9 @@ class TimerQueue:
             for _, _, timer in heap:
                 timer._entry = None
             heap.clear()
-            if self._handle is not None:
-                self._handle.cancel()
-                self._handle = self._handle_when = None
+            # The loop timer stays: firing on an empty heap costs nothing, and the next connection's
+            # deadlines (almost always later) then need no new TimerHandle: sessions opened one
+            # after another would otherwise each cancel one and allocate one.
             return
         if len(heap) <= _STALE_FACTOR * self._live + _STALE_FLOOR:
             return

@@ -71,8 +71,9 @@ class TLSChannel:
                 server_hostname=server_hostname,
                 session=session,
             )
-        self._handshake_done = False
-        self._closing = False
+        # Plain attributes, not properties: the I/O layer reads them for every record it receives.
+        self.handshake_complete = False
+        self.closing = False  # True once start_close() was called
         self._eof_fed = False
         self._failed: TLSError | None = None
         self._plain = bytearray()  # plaintext decrypted while closing, handed out by read()
@@ -115,7 +116,7 @@ class TLSChannel:
 
     def handshake(self) -> bool:
         """Advance the handshake with what was fed; True once it is complete."""
-        if self._handshake_done:
+        if self.handshake_complete:
             return True
         self._check_not_failed()
         try:
@@ -129,7 +130,7 @@ class TLSChannel:
             self._fail(TLSHandshakeError("connection closed during the TLS handshake"), exc)
         except ssl.SSLError as exc:
             self._fail(TLSHandshakeError(f"TLS handshake failed: {ssl_error_text(exc)}"), exc)
-        self._handshake_done = True
+        self.handshake_complete = True
         return True
 
     def read(self) -> bytes:
@@ -139,7 +140,7 @@ class TLSChannel:
         :attr:`truncated` (bare EOF) after it. Bytes after the close_notify are not plaintext of
         this session; see :meth:`leftover`.
         """
-        if self._failed is not None or not self._handshake_done:
+        if self._failed is not None or not self.handshake_complete:
             self._require_handshake("read")  # raises
         self._pull()
         if not self._plain:
@@ -150,7 +151,7 @@ class TLSChannel:
 
     def write(self, data: bytes) -> None:
         """Encrypt ``data``; the records come out of :attr:`pending_output`."""
-        if self._failed is not None or not self._handshake_done or self._closing:
+        if self._failed is not None or not self.handshake_complete or self.closing:
             self._require_handshake("write")
             raise TLSStateError("cannot write after close_notify was sent")
         if not data:
@@ -196,10 +197,10 @@ class TLSChannel:
 
     def start_close(self) -> None:
         """Send close_notify (idempotent); before the handshake completed there is nothing to send."""
-        if self._closing:
+        if self.closing:
             return
-        self._closing = True
-        if self._failed is not None or not self._handshake_done:
+        self.closing = True
+        if self._failed is not None or not self.handshake_complete:
             return
         # Decrypt what is buffered first: SSL_shutdown() after sending close_notify fails with
         # APPLICATION_DATA_AFTER_CLOSE_NOTIFY if it meets application data (measured), and data the
@@ -221,7 +222,7 @@ class TLSChannel:
         Plaintext that arrives meanwhile is kept for :meth:`read`.
         """
         self.start_close()
-        if not self._handshake_done:
+        if not self.handshake_complete:
             return True
         self._check_not_failed()
         self._pull()
@@ -249,17 +250,8 @@ class TLSChannel:
 
     def _require_handshake(self, what: str) -> None:
         self._check_not_failed()
-        if not self._handshake_done:
+        if not self.handshake_complete:
             raise TLSStateError(f"cannot {what} before the TLS handshake completed")
-
-    @property
-    def handshake_complete(self) -> bool:
-        return self._handshake_done
-
-    @property
-    def closing(self) -> bool:
-        """True once :meth:`start_close` was called."""
-        return self._closing
 
     @property
     def server_side(self) -> bool:
@@ -292,7 +284,7 @@ class TLSChannel:
 
     @property
     def peer_certificate_der(self) -> bytes | None:
-        if not self._handshake_done:
+        if not self.handshake_complete:
             return None
         return self._obj.getpeercert(binary_form=True)
 
