@@ -72,7 +72,10 @@ class CommandReader:
             if self._iac_state is None and not self._overlong:
                 # Fast path: a run of plain octets (no LF, no IAC) that fits the limit is copied in one
                 # slice; per-octet handling is then needed only for IAC and over-long lines.
-                stop = _plain_run_end(data, pos, end)
+                lf = data.find(b"\n", pos, end)  # the run ends at the next LF or IAC
+                limit = end if lf == -1 else lf
+                iac = data.find(b"\xff", pos, limit)
+                stop = limit if iac == -1 else iac
                 if stop > pos and len(self._line) + (stop - pos) <= self.max_line:
                     self._line += data[pos:stop]
                     pos = stop
@@ -177,14 +180,6 @@ class CommandReader:
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         return parse_line(raw.replace(b"\r\x00", b"\r"))
-
-
-def _plain_run_end(data: bytearray, pos: int, end: int) -> int:
-    """Where the octets from ``pos`` stop being plain: the next LF or IAC, else ``end``."""
-    lf = data.find(b"\n", pos, end)
-    limit = end if lf == -1 else lf
-    iac = data.find(b"\xff", pos, limit)
-    return limit if iac == -1 else iac
 
 
 def parse_line(raw: bytes) -> Command | BadLine | None:

@@ -454,7 +454,9 @@ class ControlConnection(asyncio.Protocol):
         self._drive_tls()
 
     def _send(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        # In a batch, _write_batch() checks the transport once for the whole batch.
+        if transport is None or (self._batch is None and transport.is_closing()):
             return
         if self.tls is not None:
             try:
