@@ -476,22 +476,34 @@ def _list_once(ftp: ResumingFTP, command: str) -> int:
 
 
 def _listing(server: RunningServer, env: BenchEnv, settings: Settings, command: str) -> Figures:
+    """Wall time of one listing (median, min) and the server's CPU per listing (``cpu_ms``).
+
+    Wall times swing with whatever else loads the machine; the CPU figure much less. It is read
+    while the session is still open, so a forking server's session process is counted too.
+    """
     ftp = login(server, env)
     try:
         ftp.cwd(LIST_DIR)
         ftp.voidcmd("TYPE A")
         times: list[float] = []
         entries = 0
-        for rep in range(settings.list_reps + 1):  # the first one warms caches and is not counted
+        _list_once(ftp, command)  # warms caches; not counted
+        cpu = server.cpu_seconds()
+        for _ in range(settings.list_reps):
             begin = time.perf_counter()
             entries = _list_once(ftp, command)
-            if rep:
-                times.append((time.perf_counter() - begin) * 1000)
+            times.append((time.perf_counter() - begin) * 1000)
+        cpu = server.cpu_seconds() - cpu
     finally:
         _quit(ftp)
     if entries < LIST_FILES:
         raise RuntimeError(f"{command} returned {entries} lines, expected at least {LIST_FILES}")
-    return {"ms": statistics.median(times), "ms_min": min(times), "entries": float(entries)}
+    return {
+        "ms": statistics.median(times),
+        "ms_min": min(times),
+        "cpu_ms": cpu * 1000 / settings.list_reps,
+        "entries": float(entries),
+    }
 
 
 def list_2000(server: RunningServer, env: BenchEnv, settings: Settings) -> Figures:
