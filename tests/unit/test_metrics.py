@@ -220,3 +220,21 @@ def test_fast_families_expose_what_prometheus_client_would(metrics: Metrics) -> 
 
     for prefix in ("pyftps_replies", "pyftps_command_duration_seconds"):
         assert family(metrics.registry, prefix) == family(reference, prefix)
+
+
+def test_command_replied_counts_as_reply_and_command() -> None:
+    one_call, two_calls = Metrics(process_metrics=False), Metrics(process_metrics=False)
+    calls = ((230, "PASS", 0.01), (230, "PASS", 0.2), (42, "FROB", 1.0), (257, "PWD", 0.0))
+    for code, verb, seconds in calls:
+        one_call.command_replied(code, verb, seconds)
+        two_calls.reply(code)
+        two_calls.command(verb, seconds)
+    for name, labels in (
+        ("pyftps_replies_total", {"code": "230"}),
+        ("pyftps_replies_total", {"code": "other"}),
+        ("pyftps_command_duration_seconds_count", {"command": "PASS"}),
+        ("pyftps_command_duration_seconds_sum", {"command": "PASS"}),
+        ("pyftps_command_duration_seconds_bucket", {"command": "OTHER", "le": "1.0"}),
+        ("pyftps_command_duration_seconds_count", {"command": "PWD"}),
+    ):
+        assert value(one_call, name, **labels) == value(two_calls, name, **labels) > 0

@@ -68,6 +68,7 @@ class CommandReader:
     def next_event(self) -> LineEvent | None:
         """The next complete event, or None when more bytes are needed."""
         data, pos, end = self._input, self._pos, len(self._input)
+        event: LineEvent | None = None
         while pos < end:
             if self._iac_state is None and not self._overlong:
                 # Fast path: a run of plain octets (no LF, no IAC) that fits the limit is copied in one
@@ -85,16 +86,19 @@ class CommandReader:
                     pos += 1
                     event = self._end_line()
                     if event is not None:
-                        self._compact(pos)
-                        return event
+                        break
                     continue
             event = self._byte(data[pos])
             pos += 1
             if event is not None:
-                self._compact(pos)
-                return event
-        self._compact(pos)
-        return None
+                break
+        # Drop what was consumed (twice per command, so not in a helper)
+        if pos >= len(data):
+            data.clear()
+            self._pos = 0
+        else:
+            self._pos = pos
+        return event
 
     def events(self, data: bytes = b"") -> list[LineEvent]:
         """Feed ``data`` and return every complete event (convenience for tests and the client)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyftps.proto import paths
 from pyftps.proto.actions import (
@@ -82,7 +82,7 @@ class SessionState:
     epsv_all: bool = False
     passive_ready: bool = False
     active: tuple[str, int] | None = None
-    facts: frozenset[str] = field(default_factory=lambda: DEFAULT_FACTS)
+    facts: frozenset[str] = DEFAULT_FACTS  # immutable: one shared default, no factory call
     host: str | None = None
     utf8: bool = True
 
@@ -329,8 +329,11 @@ class ServerSession:
 
     def _handle(self, event: LineEvent) -> list[Action]:
         self._last_activity = self.now
-        if isinstance(event, Command):
-            return self._dispatch(event)
+        if isinstance(event, Command):  # _dispatch(), inlined for the usual case
+            actions = self._dispatch_command(event)
+            if self.policy.trace_commands:
+                return [CommandStarted(event.verb, event.arg), *actions]
+            return actions
         if isinstance(event, TelnetRefusal):
             return [SendRaw(event.data)]
         self.state.rename_from = None

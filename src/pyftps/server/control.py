@@ -413,11 +413,13 @@ class ControlConnection(asyncio.Protocol):
     def _replied(self, code: int) -> None:
         """Count the reply; a final reply also ends its command: latency histogram and command log."""
         metrics = self.server.metrics
-        metrics.reply(code)
         done = self._commands.reply(code, self._time())
         if done is None:
+            metrics.reply(code)
             return
-        metrics.command(done.verb, done.seconds)
+        metrics.command_replied(code, done.verb, done.seconds)
+        if not command_logger.isEnabledFor(logging.INFO):
+            return  # command_log() would return at once: spare the call and its arguments
         command_log(
             command_logger,
             session=self.id,

@@ -172,7 +172,7 @@ class CommandTracker:
         self._open: deque[tuple[str, str | None, float, str | None]] = deque(maxlen=self.MAX_OPEN)
 
     def begin(self, verb: str, arg: str | None, now: float, user: str | None = None) -> None:
-        self._open.append((verb.upper(), redact(verb, arg), now, user))
+        self._open.append((verb.upper(), None if arg is None else redact(verb, arg), now, user))
 
     def reply(self, code: int, now: float) -> FinishedCommand | None:
         if not self._open or 100 <= code < 200:

@@ -350,12 +350,27 @@ class Metrics:
 
     def command(self, verb: str, seconds: float) -> None:
         """A command got its final reply ``seconds`` after it arrived."""
-        cell = self._command_cells.get(verb)
-        if cell is None:
-            cell = self._command_seconds.cell(_pick(verb.upper(), KNOWN_VERBS, "OTHER"))
-            if verb in KNOWN_VERBS:  # a closed set: random verbs from clients are not kept
-                self._command_cells[verb] = cell
+        cell = self._command_cells.get(verb) or self._command_cell(verb)
         seconds = max(0.0, seconds)
         with self._lock:  # _Family.observe, inlined: this runs once per command
             cell[1] += seconds
             cell[2 + bisect.bisect_left(COMMAND_BOUNDS, seconds)] += 1
+
+    def command_replied(self, code: int, verb: str, seconds: float) -> None:
+        """:meth:`reply` and :meth:`command` for a command's final reply, in one call."""
+        reply = self._reply_cells.get(code)
+        if reply is None:
+            self.reply(code)  # makes the cell (or counts an odd code), once
+        cell = self._command_cells.get(verb) or self._command_cell(verb)
+        seconds = max(0.0, seconds)
+        with self._lock:
+            if reply is not None:
+                reply[1] += 1
+            cell[1] += seconds
+            cell[2 + bisect.bisect_left(COMMAND_BOUNDS, seconds)] += 1
+
+    def _command_cell(self, verb: str) -> list[float]:
+        cell = self._command_seconds.cell(_pick(verb.upper(), KNOWN_VERBS, "OTHER"))
+        if verb in KNOWN_VERBS:  # a closed set: random verbs from clients are not kept
+            self._command_cells[verb] = cell
+        return cell
