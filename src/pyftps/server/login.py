@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from pyftps.auth.base import Authenticator, Principal, SupportsCachedLogin, SupportsCertificateLogin
 from pyftps.proto import actions as a
@@ -171,5 +170,9 @@ class Identity:
 def _with_tls(result: a.OpResult, principal: Principal) -> a.OpResult:
     """The session applies the user's TLS overrides from here (a cleartext login may be refused)."""
     if isinstance(result, a.OpOk) and isinstance(result.value, a.LoginAccepted):
-        return a.OpOk(replace(result.value, tls=principal.tls))
+        accepted = result.value
+        if accepted.tls is principal.tls:
+            return result
+        # Every field, as dataclasses.replace(accepted, tls=...) would, without its introspection.
+        return a.OpOk(a.LoginAccepted(accepted.name, accepted.permissions, principal.tls, accepted.rules))
     return result
