@@ -13,7 +13,9 @@ import errno
 import logging
 import random
 import socket
+import weakref
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 from pyftps.proto.grammar import same_host
@@ -180,7 +182,11 @@ class DataChannel:
         self._peer_host = peer_host
         self._allow_foreign = allow_foreign
         self._timeout = timeout
-        self._on_accepted = on_accepted
+        # The session owns its channel: a strong reference back to the session's bound method would
+        # make every closed session cyclic garbage, its TLS state held until a full collection.
+        self._on_accepted: Callable[[], OnAccepted | None] = (
+            weakref.WeakMethod(on_accepted) if isinstance(on_accepted, MethodType) else lambda: on_accepted
+        )
         self._trusted_proxies = trusted_proxies
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[PendingData] | None = None
@@ -229,9 +235,13 @@ class DataChannel:
                 client: str | None = address[0]
                 if self._trusted_proxies and is_trusted(address[0], self._trusted_proxies):
                     client = await self._proxied_client(conn, deadline)
+                on_accepted = self._on_accepted()
+                if on_accepted is None:  # the session has gone
+                    conn.close()
+                    raise DataConnectionError("the session has closed")
                 if client is not None and (self._allow_foreign or same_host(client, self._peer_host)):
                     try:
-                        return self._on_accepted(conn)
+                        return on_accepted(conn)
                     except OSError as error:  # the client's own connection died as it arrived (reset)
                         conn.close()
                         raise DataConnectionError(f"the data connection failed: {error}") from None
