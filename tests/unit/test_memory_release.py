@@ -91,3 +91,59 @@ def test_trim_runs_once_after_the_last_transfer_and_not_while_busy(monkeypatch: 
             assert trims == [1]
 
     asyncio.run(scenario())
+
+
+def test_a_renewed_pool_lets_its_threads_go_and_still_runs_queued_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyftps.server import memory
+
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: trims.append(1) or True)
+
+    class Owner:
+        pool = ThreadPoolExecutor(2, thread_name_prefix="test-renew")
+
+    owner = Owner()
+    unblock = threading.Event()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        trimmer = memory.TrimWhenQuiet(delay=0.01)
+        trimmer.renew_pool(owner, "pool")
+        with ThreadPoolExecutor(1) as ops:
+            trimmer.went_quiet(loop, lambda: True, ops)
+            await asyncio.sleep(0.2)
+            unused = owner.pool  # no thread ever started: kept as it is
+            assert not unused._shutdown
+            old = owner.pool
+            assert await loop.run_in_executor(old, lambda: 1) == 1
+            still_running = loop.run_in_executor(old, unblock.wait)
+            threads = set(old._threads)
+            trims.clear()
+            trimmer.went_quiet(loop, lambda: True, ops)
+            for _ in range(200):  # polled: a loaded machine may take a while
+                if owner.pool is not old:
+                    break
+                await asyncio.sleep(0.05)
+            assert owner.pool is not old and old._shutdown
+            assert await loop.run_in_executor(owner.pool, lambda: 2) == 2  # the twin serves
+            assert not trims  # the trim waits for the old threads, one of them still busy
+            unblock.set()
+            assert await still_running
+            for _ in range(200):
+                if trims:
+                    break
+                await asyncio.sleep(0.05)
+            assert trims == [1]
+            assert not any(thread.is_alive() for thread in threads)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        unblock.set()
+        owner.pool.shutdown()

@@ -10,17 +10,20 @@ after a trim):
 - pin the mmap threshold (``mallopt(M_MMAP_THRESHOLD)``): large buffers are always mmapped and
   unmapped on free, and glibc stops moving the threshold;
 - ``malloc_trim(0)`` once the server goes quiet: returns the free pages of every arena.
+
+Once quiet, the transfer pool is also swapped for an empty twin (:meth:`TrimWhenQuiet.renew_pool`):
+a thread that ran keeps its touched stack, its Python frame stack and its malloc caches until it
+exits, ~8 MiB for 256 threads after 1000 clients at once. Threads are started again on demand.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import cache
 
 __all__ = ["TrimWhenQuiet", "pin_mmap_threshold", "release_free_memory"]
@@ -69,6 +72,15 @@ class TrimWhenQuiet:
     def __init__(self, delay: float = 2.0) -> None:
         self.delay = delay
         self._handle: asyncio.TimerHandle | None = None
+        self._pools: list[tuple[object, str]] = []
+
+    def renew_pool(self, owner: object, attribute: str) -> None:
+        """When quiet, also replace the thread pool ``owner.<attribute>`` with an empty twin.
+
+        Its users must read the attribute at each use. The swap runs on the loop, where work is
+        submitted, so nothing is lost; work already queued in the old pool still runs.
+        """
+        self._pools.append((owner, attribute))
 
     def went_quiet(
         self, loop: asyncio.AbstractEventLoop, still_quiet: Callable[[], bool], executor: Executor
@@ -82,11 +94,33 @@ class TrimWhenQuiet:
     ) -> None:
         self._handle = None
         if still_quiet():
+            retired = [pool for owner, attribute in self._pools if (pool := _renew(owner, attribute))]
             # Off the loop: a trim walks every arena (milliseconds on a large heap).
-            with contextlib.suppress(RuntimeError):  # the executor is shutting down: nothing to trim for
-                loop.run_in_executor(executor, release_free_memory)
+            try:
+                loop.run_in_executor(executor, _release, retired)
+            except RuntimeError:  # the executor is shutting down: nothing to trim for
+                for pool in retired:
+                    pool.shutdown(wait=False)
 
     def cancel(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+def _renew(owner: object, attribute: str) -> ThreadPoolExecutor | None:
+    old: ThreadPoolExecutor = getattr(owner, attribute)
+    if not old._threads:
+        return None  # never used: nothing to give back
+    setattr(
+        owner,
+        attribute,
+        ThreadPoolExecutor(max_workers=old._max_workers, thread_name_prefix=old._thread_name_prefix or ""),
+    )
+    return old
+
+
+def _release(retired: list[ThreadPoolExecutor]) -> None:
+    for pool in retired:
+        pool.shutdown(wait=True)  # idle threads exit at once; the trim then gets their memory too
+    release_free_memory()
