@@ -36,6 +36,7 @@ HANDSHAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 TRANSFER_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 
 COMMAND_BOUNDS = (*COMMAND_BUCKETS, float("inf"))
+_MAX_KEPT_CELLS = 64  # label sets whose cells are kept for reuse (open sets beyond it are looked up)
 
 CountFunction = Callable[[], int]
 
@@ -137,6 +138,9 @@ class Metrics:
         # The two calls made for every reply find their numbers by reply code and by verb.
         self._reply_cells: dict[int, list[float]] = {}
         self._command_cells: dict[str, list[float]] = {}
+        # And those of every session and handshake: by listener, and by (channel, version, cipher).
+        self._cells: dict[tuple[int, str], tuple[str, list[float]]] = {}
+        self._handshake_cells: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
         self._build_session_metrics()
         self._build_tls_metrics()
         self._build_transfer_metrics()
@@ -256,19 +260,28 @@ class Metrics:
 
     def session_opened(self, listener: str) -> None:
         """A control connection was accepted on ``listener`` (``explicit`` or ``implicit``)."""
-        listener = _free(listener)
-        cell = self._sessions.cell(listener)
+        listener, cell = self._listener_cell(self._sessions, listener)
         with self._lock:
             cell[1] += 1
             self._open[listener] = self._open.get(listener, 0) + 1
 
     def session_closed(self, listener: str) -> None:
         """A control connection counted by :meth:`session_opened` ended; call exactly once per session."""
-        listener = _free(listener)
-        cell = self._sessions_closed.cell(listener)
+        listener, cell = self._listener_cell(self._sessions_closed, listener)
         with self._lock:
             cell[1] += 1
             self._open[listener] = max(0, self._open.get(listener, 0) - 1)
+
+    def _listener_cell(self, family: _Family, listener: str) -> tuple[str, list[float]]:
+        """The listener's label value and its cell in ``family``, kept for the few listener names."""
+        key = (id(family), listener)
+        known = self._cells.get(key)
+        if known is None:
+            label = _free(listener)
+            known = (label, family.cell(label))
+            if len(self._cells) < _MAX_KEPT_CELLS:
+                self._cells[key] = known
+        return known
 
     def connection_refused(self, reason: str) -> None:
         """A connection was turned away before a session existed (``banned`` or ``limit``)."""
@@ -306,9 +319,17 @@ class Metrics:
 
     def tls_handshake(self, kind: str, version: str, cipher: str, seconds: float) -> None:
         """A handshake completed on the ``control`` or ``data`` channel with this version and cipher."""
-        channel = _pick(kind, TLS_CHANNELS, "other")
-        count = self._handshakes.cell(channel, _pick(version, TLS_VERSIONS, "other"), _free(cipher))
-        duration = self._handshake_seconds.cell(channel)
+        key = (kind, version, cipher)
+        cells = self._handshake_cells.get(key)
+        if cells is None:
+            channel = _pick(kind, TLS_CHANNELS, "other")
+            cells = (
+                self._handshakes.cell(channel, _pick(version, TLS_VERSIONS, "other"), _free(cipher)),
+                self._handshake_seconds.cell(channel),
+            )
+            if len(self._handshake_cells) < _MAX_KEPT_CELLS:  # versions x ciphers: a handful
+                self._handshake_cells[key] = cells
+        count, duration = cells
         with self._lock:
             count[1] += 1
             self._handshake_seconds.observe(duration, max(0.0, seconds))
