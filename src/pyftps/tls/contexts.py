@@ -384,10 +384,15 @@ def data_session_matches(
     a connection that issues a TLS 1.3 ticket takes that ticket's new id before ``do_handshake()``
     returns (measured), so it would never show the control id.
     """
-    if not data.session_reused or data.session is None:
+    if not data.session_reused:
         return ReuseVerdict.REFUSED
     if data.version() != "TLSv1.3" or not control_session_id:
         return ReuseVerdict.REUSED_UNVERIFIED
-    if data.session.id == control_session_id:
+    # Read once, and only here: on CPython before 3.12.7 every read of ``.session`` leaks a copy of
+    # the session (~1 KiB; CPython gh-116810), for good.
+    session = data.session
+    if session is None:
+        return ReuseVerdict.REFUSED
+    if session.id == control_session_id:
         return ReuseVerdict.SAME_SESSION
     return ReuseVerdict.OTHER_SESSION
