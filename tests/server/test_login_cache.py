@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pyftps.auth.anonymous import AnonymousAuthenticator
@@ -10,6 +11,7 @@ from pyftps.auth.cache import CachingAuthenticator
 from pyftps.auth.passwords import cheap_hasher
 from pyftps.auth.static import StaticAuthenticator
 from pyftps.server.vhosts import VirtualHost
+from pyftps.storage.base import Storage
 from tests.server.conftest import PASSWORD, StartServer
 
 
@@ -64,3 +66,40 @@ def test_wrappers_keep_the_fast_path(start_server: StartServer, tmp_path: Path) 
     assert first is not None and first.home == str(root / "bob")
     assert host.authenticator.cached("bob", PASSWORD) == first
     assert _Spy.calls == 1
+
+
+def test_a_login_that_fails_unexpectedly_is_a_421_on_both_paths(start_server: StartServer) -> None:
+    # The cached path runs inside the connection's action loop: a home that cannot be created (or a
+    # ban list that is down) must end in the 421 of a broken user store, not a dropped connection.
+    server = start_server()
+    context = server.server.context
+    context.authenticator = CachingAuthenticator(context.authenticator, ttl=60)
+    server.login().expect("PWD", 257)  # the cache now vouches for alice
+
+    def broken_home(principal: Principal) -> Storage:
+        raise PermissionError("home cannot be created")
+
+    seen: list[str] = []
+
+    def expected(record: logging.LogRecord) -> bool:
+        if record.getMessage().endswith("login failed unexpectedly"):
+            seen.append(record.getMessage())
+            return False  # expected here: kept out of the teardown's error check
+        return True
+
+    session_log = logging.getLogger("pyftps.session")
+    session_log.addFilter(expected)
+    try:
+        context.storage_for = broken_home
+        cached = server.connect()
+        cached.auth_tls()
+        cached.expect("USER alice", 331)
+        cached.expect("PASS " + PASSWORD, 421)  # from the cache, answered on the loop
+        context.authenticator = CachingAuthenticator(context.authenticator, ttl=60)  # an empty cache
+        slow = server.connect()
+        slow.auth_tls()
+        slow.expect("USER alice", 331)
+        slow.expect("PASS " + PASSWORD, 421)  # verified in a worker thread, then settled
+    finally:
+        session_log.removeFilter(expected)
+    assert len(seen) == 2

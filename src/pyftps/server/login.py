@@ -83,10 +83,13 @@ class Identity:
 
     def password_now(self, op: a.Authenticate, ip: str, *, protected: bool = True) -> a.OpResult | None:
         """:meth:`password` when the loop can answer it (a ban, a cached login), else None."""
-        if self.server.guard.is_banned(ip, asyncio.get_running_loop().time()):
-            return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
-        login = _from_cache(self.authenticator, op, self.session_id)
-        return None if login is None else self._settle(login, op, ip, protected)
+        try:
+            if self.server.guard.is_banned(ip, asyncio.get_running_loop().time()):
+                return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
+            login = _from_cache(self.authenticator, op, self.session_id)
+            return None if login is None else self._settle(login, op, ip, protected)
+        except Exception as error:  # called from the I/O layer's action loop: never let it raise
+            return self._unavailable(error)
 
     async def password_in_worker(self, op: a.Authenticate, ip: str, *, protected: bool = True) -> a.OpResult:
         """:meth:`password` past :meth:`password_now`: the store is asked in a worker thread."""
@@ -94,7 +97,15 @@ class Identity:
         login = await loop.run_in_executor(
             self.server.op_executor, authenticate, self.authenticator, op, self.session_id
         )
-        return self._settle(login, op, ip, protected)
+        try:
+            return self._settle(login, op, ip, protected)
+        except Exception as error:
+            return self._unavailable(error)
+
+    def _unavailable(self, error: Exception) -> a.OpResult:
+        """A ban list, cache or home that fails: the 421 of a broken user store, not a hang."""
+        log.error("session %s: login failed unexpectedly", self.session_id, exc_info=error)
+        return a.OpFailed(ReplyCode.SERVICE_NOT_AVAILABLE, "Login service unavailable.")
 
     def _settle(self, login: LoginResult, op: a.Authenticate, ip: str, protected: bool) -> a.OpResult:
         """Accept the user, or count the failure against the address (and maybe ban it)."""
