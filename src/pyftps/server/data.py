@@ -139,9 +139,10 @@ class PassivePorts:
         if self.port_range is None:
             return self._bind(family, host, 0)
         low, high = self.port_range
-        candidates = list(range(low, high + 1))
-        self._rng.shuffle(candidates)
-        for port in candidates[:256]:
+        # RFC 2577: an unpredictable port. sample() draws only the 256 tried (one urandom read each);
+        # shuffling the whole range cost one read per port in it on every PASV.
+        ports = range(low, high + 1)
+        for port in self._rng.sample(ports, min(256, len(ports))):
             try:
                 return self._bind(family, host, port)
             except OSError as error:
