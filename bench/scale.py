@@ -324,7 +324,7 @@ def scale_1000(server: RunningServer, env: BenchEnv, settings: Settings) -> Figu
 
     Reports successes and failures, aggregate throughput (2 MiB per success over the wall time from
     the start signal to the last client done), p50/p99 per-client completion, and server RSS idle,
-    at its peak and 2 s after every client has gone.
+    at its peak and 5 s after every client has gone.
     """
     source = env.root / SCALE_FILE
     if not source.exists() or source.stat().st_size != SCALE_SIZE:
