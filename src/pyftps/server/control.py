@@ -41,6 +41,7 @@ from pyftps.storage.base import Storage
 from pyftps.tls.certs import certificate_fingerprint
 from pyftps.tls.channel import TLSChannel
 from pyftps.tls.contexts import TLSError, wrap_data_socket
+from pyftps.tls.session_id import session_id
 
 log = logging.getLogger("pyftps.session")
 command_logger = logging.getLogger("pyftps.command")
@@ -268,8 +269,7 @@ class ControlConnection(asyncio.Protocol):
             self._shutdown("client ended TLS on the control connection")
 
     def _tls_established(self, tls: TLSChannel) -> None:
-        session_obj = tls.session
-        self.tls_control_session_id = session_obj.id if session_obj is not None else None
+        self.tls_control_session_id = session_id(tls.ssl_object)  # not tls.session: it leaks on 3.11
         fingerprint, subject = _client_certificate(tls)
         info = a.TLSInfo(
             version=tls.version or "",

@@ -12,6 +12,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pyftps.tls.session_id import session_id
+
 __all__ = [
     "MODERN_TLS12_CIPHERS",
     "ReuseVerdict",
@@ -388,11 +390,10 @@ def data_session_matches(
         return ReuseVerdict.REFUSED
     if data.version() != "TLSv1.3" or not control_session_id:
         return ReuseVerdict.REUSED_UNVERIFIED
-    # Read once, and only here: on CPython before 3.12.7 every read of ``.session`` leaks a copy of
-    # the session (~1 KiB; CPython gh-116810), for good.
-    session = data.session
-    if session is None:
+    # Not ``data.session``: before CPython 3.12.7 each read leaks a copy of the session (gh-116810).
+    data_id = session_id(data)
+    if data_id is None:
         return ReuseVerdict.REFUSED
-    if session.id == control_session_id:
+    if data_id == control_session_id:
         return ReuseVerdict.SAME_SESSION
     return ReuseVerdict.OTHER_SESSION
