@@ -39,6 +39,8 @@ def session_id(obj: ssl.SSLObject | ssl.SSLSocket) -> bytes | None:
 
 
 def _layout_ok(raw: object) -> bool:
+    if type(raw).__basicsize__ <= (_CTX + 1) * ctypes.sizeof(ctypes.c_void_p):
+        return False  # not even room for the words below: some other object
     words = (ctypes.c_void_p * (_CTX + 1)).from_address(id(raw))
     context = getattr(raw, "context", None)
     return words[_TYPE] == id(type(raw)) and context is not None and words[_CTX] == id(context)
