@@ -48,7 +48,9 @@ from pyftps.proto.grammar import format_time_val
 from pyftps.proto.listing import RemoteEntry, parse_list_line, parse_mlsx_line
 from pyftps.proto.replies import Reply
 from pyftps.tls.certs import certificate_fingerprint
+from pyftps.tls.channel import TLSChannel
 from pyftps.tls.contexts import TLSCertificateError, TLSConfigError, TLSError, client_context
+from pyftps.tls.session_id import session_id
 
 __all__ = ["Client", "Progress"]
 
@@ -110,6 +112,9 @@ class Client:
         self._ssl_context = ctx
         self._control_cert: bytes | None = None
         self._saved_session: ssl.SSLSession | None = None  # control session kept across CCC
+        # (channel, session id, session): reading TLSChannel.session copies the session and leaks the copy
+        # before CPython 3.12.7 (gh-116810), once per data connection; the id is read without it.
+        self._current_session: tuple[TLSChannel, bytes, ssl.SSLSession] | None = None
         self._epsv_ok: bool | None = None
         self._eprt_ok: bool | None = None
         self.data_session_reused: bool | None = None  # did the last data handshake resume (4217 §10.2)?
@@ -271,7 +276,18 @@ class Client:
     def _tls_session(self) -> ssl.SSLSession | None:
         """What data connections resume: the control session (4217 §10.2), kept across CCC."""
         tls = self._ctl.stream.tls
-        return tls.session if tls is not None else self._saved_session
+        if tls is None:
+            return self._saved_session
+        current = session_id(tls.ssl_object)
+        if current is None:
+            return None
+        known = self._current_session
+        if known is None or known[0] is not tls or known[1] != current:
+            session = tls.session  # a new channel or a new ticket (a new session id): read it
+            if session is None:
+                return None
+            known = self._current_session = (tls, current, session)
+        return known[2]
 
     # ------------------------------------------------------------------ simple commands
 
