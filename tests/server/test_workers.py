@@ -187,12 +187,15 @@ def test_reload_restart_and_drain(workers: Workers) -> None:
             os.kill(pid, 0)
 
 
-def test_a_passive_range_smaller_than_the_workers_is_refused_at_start(tmp_path: Path) -> None:
-    low, high = free_port_range(2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFTPS_")}
-    env["PYFTPS_SERVER_WORKERS"] = "3"  # the environment and --workers are the same setting
+def _serve_once(
+    tmp_path: Path, passive_ports: int, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], tuple[int, int]]:
+    """``pyftps serve`` with a fresh passive range, run to its end (tests of refused start-ups)."""
+    low, high = free_port_range(passive_ports)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYFTPS_")}
     argv = [
         sys.executable, "-m", "pyftps", "serve",
+        *extra,
         "--host", LOOPBACK,
         "--port", str(free_port()),
         "--implicit-port", "0",
@@ -202,13 +205,19 @@ def test_a_passive_range_smaller_than_the_workers_is_refused_at_start(tmp_path: 
     ]  # fmt: skip
     result = subprocess.run(
         argv,
-        env=env,
+        env={**clean, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         stdin=subprocess.DEVNULL,
     )
+    return result, (low, high)
+
+
+def test_a_passive_range_smaller_than_the_workers_is_refused_at_start(tmp_path: Path) -> None:
+    # The environment and --workers are the same setting.
+    result, (low, high) = _serve_once(tmp_path, 2, env={"PYFTPS_SERVER_WORKERS": "3"})
     assert result.returncode == 2
     assert f"passive port range {low}-{high} has 2 port(s), fewer than the 3 workers" in result.stderr
     assert "Traceback" not in result.stderr
@@ -238,7 +247,6 @@ def test_workers_do_not_outlive_a_killed_parent(workers: Workers) -> None:
 def test_a_broken_virtual_host_stops_start_up_instead_of_crash_looping_workers(
     tmp_path: Path, count: str
 ) -> None:
-    low, high = free_port_range(4)
     (tmp_path / "users.db").write_text("not a database\n")  # well-formed URL, unusable store
     config = tmp_path / "pyftps.toml"
     config.write_text(
@@ -247,21 +255,7 @@ def test_a_broken_virtual_host_stops_start_up_instead_of_crash_looping_workers(
         f'root = "{tmp_path / "a"}"\n'
         f'users = "sqlite:///{tmp_path / "users.db"}"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYFTPS_")}
-    argv = [
-        sys.executable, "-m", "pyftps", "serve",
-        "--config", str(config),
-        "--workers", count,
-        "--host", LOOPBACK,
-        "--port", str(free_port()),
-        "--implicit-port", "0",
-        "--passive-ports", f"{low}-{high}",
-        "--state-dir", str(tmp_path / "state"),
-        "--user", f"{USER}:{PASSWORD}",
-    ]  # fmt: skip
-    result = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL
-    )
+    result, _ = _serve_once(tmp_path, 4, "--config", str(config), "--workers", count)
     assert result.returncode == 2, result.stderr
     assert "pyftps: virtual host:" in result.stderr
     assert "Traceback" not in result.stderr
