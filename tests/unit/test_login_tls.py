@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from types import SimpleNamespace
-from typing import cast
 
 from pyftps.auth.base import Principal
 from pyftps.proto import actions as a
-from pyftps.proto.permissions import Permission
+from pyftps.proto.permissions import DirectoryRule, Permission
 from pyftps.proto.policy import UserTLSPolicy
-from pyftps.server.login import _with_tls
+from pyftps.server.login import _accepted, _accepted_once
 
 
-def test_with_tls_copies_every_field_of_login_accepted() -> None:
-    # _with_tls builds LoginAccepted field by field (no dataclasses.replace on the login path):
-    # a new field must be added there too.
+def test_accepted_copies_every_field_of_the_principal() -> None:
+    # _accepted builds LoginAccepted field by field: a new field must be added there too.
     assert [f.name for f in fields(a.LoginAccepted)] == ["name", "permissions", "tls", "rules"]
-    accepted = a.LoginAccepted("bob", Permission.READ, rules=())
     tls = UserTLSPolicy(require_protected_data=False)
-    result = _with_tls(a.OpOk(accepted), cast(Principal, SimpleNamespace(tls=tls)))
-    assert isinstance(result, a.OpOk)
-    assert result.value == a.LoginAccepted("bob", Permission.READ, tls, ())
+    rules = (DirectoryRule("/pub", Permission.READ),)
+    principal = Principal("bob", "/srv/bob", Permission.READ, directory_rules=rules, tls=tls)
+    assert _accepted(principal) == a.OpOk(a.LoginAccepted("bob", Permission.READ, tls, rules))
 
 
-def test_with_tls_leaves_failures_and_same_policies_alone() -> None:
-    tls = UserTLSPolicy()
-    principal = cast(Principal, SimpleNamespace(tls=tls))
-    failed = a.OpFailed(530, "Login incorrect.")
-    assert _with_tls(failed, principal) is failed
-    done = a.OpOk(a.LoginAccepted("bob", Permission.READ, tls))
-    assert _with_tls(done, principal) is done
+def test_a_user_without_overrides_gets_the_listener_policy() -> None:
+    result = _accepted(Principal("bob", "/srv/bob", tls=UserTLSPolicy()))
+    assert isinstance(result.value, a.LoginAccepted)
+    assert result.value.tls is None
+
+
+def test_a_cached_principal_is_answered_with_one_shared_value() -> None:
+    principal = Principal("bob", "/srv/bob")
+    first = _accepted_once(principal)
+    assert _accepted_once(principal) is first
+    renewed = Principal("bob", "/srv/bob", Permission.READ)  # the cache entry was renewed
+    assert _accepted_once(renewed) is not first
+    assert _accepted_once(renewed) == _accepted(renewed)

@@ -51,10 +51,7 @@ def user(s: ServerSession, cmd: Command) -> list[Action]:
 
 def _certificate_result(s: ServerSession, result: OpResult) -> list[Action]:
     if isinstance(result, OpOk) and isinstance(result.value, LoginAccepted):
-        s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
-        s.state.user, s.state.access = result.value.name, result.value.access
-        s.state.cwd = "/"
-        s.apply_user_policy(result.value.tls)
+        s.commit_login(result.value)
         return s.reply(ReplyCode.LOGGED_IN_SECURITY, "Logged in, authorized by the TLS client certificate.")
     return s.reply(ReplyCode.NEED_PASSWORD, "Password required.")  # the certificate is not this user's
 
@@ -86,12 +83,10 @@ def _login_result(s: ServerSession, result: OpResult) -> list[Action]:
         text = result.text if isinstance(result, OpFailed) else "Login incorrect."
         return delay + s.reply(ReplyCode.NOT_LOGGED_IN, text)
     accepted = result.value
-    if s.policy.with_user(accepted.tls).require_tls_for_login and not s.state.tls.protected:
+    policy = s.policy if accepted.tls is None else s.policy.with_user(accepted.tls)
+    if policy.require_tls_for_login and not s.state.tls.protected:
         return _cleartext_refused(s)
-    s.state.login, s.state.pending_user = LoginState.LOGGED_IN, None
-    s.state.user, s.state.access = accepted.name, accepted.access
-    s.state.cwd = "/"
-    s.apply_user_policy(accepted.tls)
+    s.commit_login(accepted)
     return s.reply(ReplyCode.LOGGED_IN, "Login successful.")
 
 

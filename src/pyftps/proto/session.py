@@ -30,6 +30,7 @@ from pyftps.proto.actions import (
     CommandStarted,
     DropDataChannel,
     EndLogin,
+    LoginAccepted,
     Op,
     OpResult,
     RunOp,
@@ -62,6 +63,18 @@ class LoginState(enum.Enum):
 
 
 NO_ACCESS = AccessRules()  # frozen, so every session without a login shares it (built ~5x a session)
+# id -> (login, its AccessRules): the I/O layer hands every login of a cached user the same frozen
+# LoginAccepted, whose rules are then sorted and indexed once, not at each login.
+_ACCESS: dict[int, tuple[LoginAccepted, AccessRules]] = {}
+
+
+def _access_of(accepted: LoginAccepted) -> AccessRules:
+    known = _ACCESS.get(id(accepted))
+    if known is None or known[0] is not accepted:
+        if len(_ACCESS) >= 1024:
+            _ACCESS.clear()
+        known = _ACCESS[id(accepted)] = (accepted, accepted.access)
+    return known[1]
 
 
 @dataclass
@@ -242,9 +255,18 @@ class ServerSession:
 
     def apply_user_policy(self, user: UserTLSPolicy | None) -> None:
         """A user logged in: their TLS overrides apply until the login ends (REIN, AUTH, USER, HOST)."""
+        if user is None and self._policy_before_login is None:
+            return  # nothing to override, nothing overridden (every login starts with reset_login)
         if self._policy_before_login is None:
             self._policy_before_login = self.policy
         self.policy = self._policy_before_login.with_user(user)
+
+    def commit_login(self, accepted: LoginAccepted) -> None:
+        """USER/PASS or a client certificate was accepted: the session is this user's from here."""
+        state = self.state
+        state.login, state.pending_user = LoginState.LOGGED_IN, None
+        state.user, state.access, state.cwd = accepted.name, _access_of(accepted), "/"
+        self.apply_user_policy(accepted.tls)
 
     def start_tls(self) -> list[Action]:
         """After a 234: hand the bytes behind the AUTH line to the handshake (4217 §10.1)."""

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pyftps.auth.base import Authenticator, Principal, SupportsCachedLogin, SupportsCertificateLogin
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
+from pyftps.proto.policy import UserTLSPolicy
 from pyftps.server.context import ServerContext
 from pyftps.server.guard import BANNED
-from pyftps.server.ops import LoginResult, authenticate
+from pyftps.server.ops import authenticate
 from pyftps.server.vhosts import VirtualHost
 from pyftps.storage.base import Storage
 
@@ -38,23 +39,37 @@ def _cache_of(authenticator: Authenticator) -> CachedLookup | None:
     return known[1]
 
 
-def _from_cache(authenticator: Authenticator, op: a.Authenticate, session_id: str) -> LoginResult | None:
+def _cached_principal(authenticator: Authenticator, op: a.Authenticate) -> Principal | None:
     """A repeat login the credential cache vouches for, answered on the loop (no worker-thread hop)."""
     cached = _cache_of(authenticator)
-    if cached is None:
-        return None
-    principal = cached(op.username, op.password)
-    return authenticate(_Verified(principal), op, session_id) if principal is not None else None
+    return cached(op.username, op.password) if cached is not None else None
 
 
-class _Verified:
-    """An authenticator that already has the answer, so the result is built as for any login."""
+def _accepted(principal: Principal) -> a.OpOk:
+    """What the core is told of an accepted login: the user's rights and TLS overrides.
 
-    def __init__(self, principal: Principal) -> None:
-        self.principal = principal
+    ``tls`` is None when the user overrides nothing, as the core reads it: the listener's policy.
+    """
+    tls: UserTLSPolicy | None = principal.tls
+    if tls is not None and tls.inherits_all:
+        tls = None
+    return a.OpOk(a.LoginAccepted(principal.name, principal.permissions, tls, principal.directory_rules))
 
-    def authenticate(self, username: str, password: str) -> Principal | None:
-        return self.principal
+
+_ACCEPTED: dict[int, tuple[Principal, a.OpOk]] = {}  # id -> (principal, its _accepted())
+
+
+def _accepted_once(principal: Principal) -> a.OpOk:
+    """:func:`_accepted` for a principal the credential cache hands out again at each login.
+
+    The value is frozen, so sessions share it, and the core can key its own per-user work on it.
+    """
+    known = _ACCEPTED.get(id(principal))
+    if known is None or known[0] is not principal:
+        if len(_ACCEPTED) >= 1024:  # users whose cache entry was renewed: start over
+            _ACCEPTED.clear()
+        known = _ACCEPTED[id(principal)] = (principal, _accepted(principal))
+    return known[1]
 
 
 class Identity:
@@ -86,8 +101,10 @@ class Identity:
         try:
             if self.server.guard.is_banned(ip, asyncio.get_running_loop().time()):
                 return a.OpFailed(BANNED.code, BANNED.text)  # banned while this connection was open
-            login = _from_cache(self.authenticator, op, self.session_id)
-            return None if login is None else self._settle(login, op, ip, protected)
+            principal = _cached_principal(self.authenticator, op)
+            if principal is None:
+                return None
+            return self._settle(principal, _accepted_once(principal), op, ip, protected)
         except Exception as error:  # called from the I/O layer's action loop: never let it raise
             return self._unavailable(error)
 
@@ -98,7 +115,9 @@ class Identity:
             self.server.op_executor, authenticate, self.authenticator, op, self.session_id
         )
         try:
-            return self._settle(login, op, ip, protected)
+            if login.principal is None:
+                return self._refused(login.result, ip)
+            return self._settle(login.principal, _accepted(login.principal), op, ip, protected)
         except Exception as error:
             return self._unavailable(error)
 
@@ -107,25 +126,27 @@ class Identity:
         log.error("session %s: login failed unexpectedly", self.session_id, exc_info=error)
         return a.OpFailed(ReplyCode.SERVICE_NOT_AVAILABLE, "Login service unavailable.")
 
-    def _settle(self, login: LoginResult, op: a.Authenticate, ip: str, protected: bool) -> a.OpResult:
-        """Accept the user, or count the failure against the address (and maybe ban it)."""
-        server, loop = self.server, asyncio.get_running_loop()
-        if login.principal is not None:
-            if login.principal.tls.require_tls_for_login and not protected:
-                log.info(
-                    "session %s: refused cleartext login of %s (TLS required)", self.session_id, op.username
-                )
-                return _with_tls(login.result, login.principal)  # for the core to refuse
-            return self._accept(login.principal, login.result, ip)
-        if isinstance(login.result, a.OpFailed) and login.result.code == ReplyCode.NOT_LOGGED_IN:
-            ban = server.guard.record_failure(ip, loop.time())
+    def _settle(
+        self, principal: Principal, result: a.OpOk, op: a.Authenticate, ip: str, protected: bool
+    ) -> a.OpResult:
+        """Accept the user, unless their record requires TLS on this cleartext connection."""
+        if principal.tls.require_tls_for_login and not protected:
+            log.info("session %s: refused cleartext login of %s (TLS required)", self.session_id, op.username)
+            return result  # carries the user's TLS policy: the core refuses it
+        return self._accept(principal, result, ip)
+
+    def _refused(self, result: a.OpResult, ip: str) -> a.OpResult:
+        """A failed login counts against the address (and may ban it); a broken store does not."""
+        if isinstance(result, a.OpFailed) and result.code == ReplyCode.NOT_LOGGED_IN:
+            server = self.server
+            ban = server.guard.record_failure(ip, asyncio.get_running_loop().time())
             server.metrics.login(False)
             log.info("session %s: failed login from %s", self.session_id, ip)
             if ban is not None:
                 server.metrics.ban()
                 log.warning("session %s: banning %s for %.0f s after failures", self.session_id, ip, ban)
                 return a.OpFailed(BANNED.code, BANNED.text)
-        return login.result
+        return result
 
     async def certificate(self, op: a.CertificateLogin, ip: str) -> a.OpResult:
         """USER with a verified client certificate: 232 when the user's record names it."""
@@ -147,10 +168,7 @@ class Identity:
             principal = None
         if principal is None:
             return refused
-        accepted = a.OpOk(
-            a.LoginAccepted(principal.name, principal.permissions, rules=principal.directory_rules)
-        )
-        return self._accept(principal, accepted, ip)
+        return self._accept(principal, _accepted(principal), ip)
 
     def release(self) -> None:
         """REIN, AUTH, a new USER or the end of the connection: the user is gone."""
@@ -159,7 +177,7 @@ class Identity:
         if user is not None:
             self.server.counter.logout(user)
 
-    def _accept(self, principal: Principal, result: a.OpResult, ip: str) -> a.OpResult:
+    def _accept(self, principal: Principal, result: a.OpOk, ip: str) -> a.OpResult:
         server = self.server
         if self.vhost is not None:  # "bob" of one host is not "bob" of another: limits, rates, quotas
             principal = self.vhost.principal(principal)
@@ -175,15 +193,4 @@ class Identity:
         self.storage = server.storage_for(principal)
         server.on_login(principal)
         log.info("session %s: user %s logged in from %s", self.session_id, principal.name, ip)
-        return _with_tls(result, principal)
-
-
-def _with_tls(result: a.OpResult, principal: Principal) -> a.OpResult:
-    """The session applies the user's TLS overrides from here (a cleartext login may be refused)."""
-    if isinstance(result, a.OpOk) and isinstance(result.value, a.LoginAccepted):
-        accepted = result.value
-        if accepted.tls is principal.tls:
-            return result
-        # Every field, as dataclasses.replace(accepted, tls=...) would, without its introspection.
-        return a.OpOk(a.LoginAccepted(accepted.name, accepted.permissions, principal.tls, accepted.rules))
-    return result
+        return result
