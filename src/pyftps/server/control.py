@@ -66,7 +66,8 @@ class ControlConnection(asyncio.Protocol):
         self.identity = Identity(server, self.id)
         self.data: DataChannel | None = None
         self.tls: TLSChannel | None = None
-        self.tls_control_session_id: bytes | None = None
+        self._control_id: bytes | None = None  # see tls_control_session_id
+        self._control_id_from: TLSChannel | None = None  # the channel whose id is still to be read
         self._actions: deque[a.Action] = deque()
         self._paused = False  # a Sleep or a TLS close is in progress
         self._running = False
@@ -268,8 +269,22 @@ class ControlConnection(asyncio.Protocol):
         if tls.peer_closed or tls.truncated:
             self._shutdown("client ended TLS on the control connection")
 
+    @property
+    def tls_control_session_id(self) -> bytes | None:
+        """The control TLS session's id, for the data connections' reuse check (RFC 4217 §10.2).
+
+        Read at the first data connection, not at each handshake: most sessions never open one,
+        and the read goes through OpenSSL's getters (not ``.session``, which leaks on 3.11). The
+        id cannot change in between: the control connection issues its tickets in the handshake.
+        """
+        channel = self._control_id_from
+        if channel is not None:
+            self._control_id_from = None
+            self._control_id = session_id(channel.ssl_object)
+        return self._control_id
+
     def _tls_established(self, tls: TLSChannel) -> None:
-        self.tls_control_session_id = session_id(tls.ssl_object)  # not tls.session: it leaks on 3.11
+        self._control_id, self._control_id_from = None, tls
         fingerprint, subject = _client_certificate(tls)
         info = a.TLSInfo(
             version=tls.version or "",
@@ -292,9 +307,11 @@ class ControlConnection(asyncio.Protocol):
         self.tls = None
         if self.session is None or self.session.state.tls is not TLSState.CLEARED:
             # REIN clears the TLS session (RFC 4217 §13); after CCC, PROT P data still resumes it.
-            self.tls_control_session_id = None
+            self._control_id, self._control_id_from = None, None
             if self._host_from_sni:
                 self._select_host(None)  # and the host that its SNI chose
+        else:
+            self._control_id = self.tls_control_session_id  # read now: the channel is let go
         self._disarm_guard()
         self._paused = False
         self._run_actions()
@@ -363,6 +380,12 @@ class ControlConnection(asyncio.Protocol):
                 state = self.session.state if self.session is not None else None
                 user = (state.user or state.pending_user) if state is not None else None
                 self._commands.begin(verb, arg, self._time(), user)
+            # Cases are tried in order: the actions every session sees come first.
+            case a.DropDataChannel():
+                if self.data is not None:
+                    self.data.close()
+            case a.Close():
+                self._close_gracefully()
             case a.SendRaw(data):
                 self._send(data)
             case a.StartTLS(initial):
@@ -393,15 +416,10 @@ class ControlConnection(asyncio.Protocol):
             case a.AbortTransfer():
                 if self._transfer is not None:
                     self._transfer.abort()
-            case a.DropDataChannel():
-                if self.data is not None:
-                    self.data.close()
             case a.EndLogin():
                 self.identity.release()
             case a.SelectHost(name):
                 self._select_host(name)
-            case a.Close():
-                self._close_gracefully()
 
     def _select_host(self, name: str | None, *, by_sni: bool = False) -> None:
         """HOST, SNI or REIN: the virtual host the next login is for (None or unknown: the default)."""
