@@ -43,7 +43,7 @@ from pyftps.proto.actions import (
     TransferOutcome,
 )
 from pyftps.proto.codes import ReplyCode
-from pyftps.proto.commands import Command, CommandReader, LineEvent, TelnetRefusal
+from pyftps.proto.commands import BadLine, Command, CommandReader, LineEvent, TelnetRefusal
 from pyftps.proto.errors import LocalProtocolError, RemoteProtocolError
 from pyftps.proto.grammar import TransferType
 from pyftps.proto.listing import DEFAULT_FACTS
@@ -336,7 +336,13 @@ class ServerSession:
             event = self._queue.popleft() if self._queue else self._reader.next_event()
             if event is None:
                 break
-            actions += self._handle(event)
+            self._last_activity = self.now
+            if isinstance(event, Command):  # _dispatch(), inlined for the usual case
+                if self.policy.trace_commands:
+                    actions.append(CommandStarted(event.verb, event.arg))
+                actions += self._dispatch_command(event)
+            else:
+                actions += self._refuse_line(event)
             if actions and isinstance(actions[-1], _CHANNEL_SWITCHES):
                 break  # the channel changes under our feet: the I/O layer resumes us afterwards
         return actions
@@ -349,13 +355,8 @@ class ServerSession:
                 return event
         return None
 
-    def _handle(self, event: LineEvent) -> list[Action]:
-        self._last_activity = self.now
-        if isinstance(event, Command):  # _dispatch(), inlined for the usual case
-            actions = self._dispatch_command(event)
-            if self.policy.trace_commands:
-                return [CommandStarted(event.verb, event.arg), *actions]
-            return actions
+    def _refuse_line(self, event: BadLine | TelnetRefusal) -> list[Action]:
+        """A line that is no command: the reader's refusal (Telnet) or error reply."""
         if isinstance(event, TelnetRefusal):
             return [SendRaw(event.data)]
         self.state.rename_from = None

@@ -187,7 +187,11 @@ class ControlConnection(asyncio.Protocol):
         try:
             self._receive(data)
         finally:
-            self._write_batch()
+            # _write_batch(), inlined: once per read, the most frequent call of a session.
+            batch, self._batch = self._batch, None
+            transport = self.transport
+            if batch and transport is not None and not transport.is_closing():
+                transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
 
     def _receive(self, data: bytes) -> None:
         if self._proxy is not None:
@@ -363,23 +367,34 @@ class ControlConnection(asyncio.Protocol):
         if self._running:
             return
         self._running = True
+        actions = self._actions
         try:
-            while self._actions and not self._paused and not self.closed:
-                self._execute(self._actions.popleft())
+            while actions and not self._paused and not self.closed:
+                action = actions.popleft()
+                # Replies and command starts are two thirds of all actions: run here, not in _execute.
+                if type(action) is a.SendReply:
+                    reply = action.reply
+                    self._send(reply.to_bytes())
+                    self._replied(reply.code)
+                elif type(action) is a.CommandStarted:
+                    state = self.session.state if self.session is not None else None
+                    user = (state.user or state.pending_user) if state is not None else None
+                    self._commands.begin(action.verb, action.arg, self._time(), user)
+                else:
+                    self._execute(action)
         finally:
             self._running = False
         if not self._paused and not self.closed:
-            self._schedule_idle()
+            # The idle timer follows the session's own deadline (RFC 1123 §4.1.3.2).
+            deadline = self.session.next_deadline() if self.session is not None else None
+            if deadline is None:
+                self._idle.cancel()
+            else:
+                self._idle.set(deadline)
 
     def _execute(self, action: a.Action) -> None:
+        """Every action but SendReply and CommandStarted (:meth:`_run_actions` runs those)."""
         match action:
-            case a.SendReply(reply):
-                self._send(reply.to_bytes())
-                self._replied(reply.code)
-            case a.CommandStarted(verb, arg):
-                state = self.session.state if self.session is not None else None
-                user = (state.user or state.pending_user) if state is not None else None
-                self._commands.begin(verb, arg, self._time(), user)
             # Cases are tried in order: the actions every session sees come first.
             case a.DropDataChannel():
                 if self.data is not None:
@@ -485,7 +500,10 @@ class ControlConnection(asyncio.Protocol):
                 return
             if not data:
                 return
-        self._write(data)
+        if self._batch is not None:  # _write(), inlined: once per reply
+            self._batch.append(data)
+        else:
+            transport.write(data)
 
     @property
     def principal(self) -> Principal | None:
@@ -595,14 +613,6 @@ class ControlConnection(asyncio.Protocol):
             self._call(self.session.data_connected)
 
     # ------------------------------------------------------------------ timers and closing
-
-    def _schedule_idle(self) -> None:
-        """(Re)arm the idle timer from the session's own deadline (RFC 1123 §4.1.3.2)."""
-        deadline = self.session.next_deadline() if self.session is not None else None
-        if deadline is None:
-            self._idle.cancel()
-        else:
-            self._idle.set(deadline)
 
     def _idle_tick(self) -> None:
         if self.session is not None:
