@@ -4,15 +4,20 @@ rules, with names a listing must drop, not UTF-8 on disk, and in many batches.""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyftps.proto.actions import Transfer, TransferKind
-from pyftps.proto.listing import DEFAULT_FACTS, SUPPORTED_FACTS
+from pyftps.proto.errors import LocalProtocolError
+from pyftps.proto.listing import DEFAULT_FACTS, SUPPORTED_FACTS, StatRow, listable
 from pyftps.proto.permissions import AccessRules, Permission
 from pyftps.server import transfers
 from pyftps.storage.base import FileInfo, ReadStream, SupportsEntryRows, WriteStream
@@ -118,8 +123,8 @@ def test_a_big_listing_comes_in_bounded_batches(tmp_path: Path) -> None:
     source, _, _ = transfers._prepare(LocalStorage(root), transfer, "test", None, "")
     assert isinstance(source, Iterator)
     batches = list(source)
-    assert len(batches) > 2
-    assert all(transfers.LISTING_BATCH <= len(b) < transfers.LISTING_BATCH + 1024 for b in batches[:-1])
+    assert len(batches) == -(-3000 // transfers.LISTING_ROWS) > 2
+    assert all(b.count(b"\r\n") == transfers.LISTING_ROWS for b in batches[:-1])
     assert all(batch.endswith(b"\r\n") for batch in batches)
     assert b"".join(batches).count(b"\r\n") == 3000
 
@@ -142,3 +147,49 @@ def test_memory_storage_lists_through_the_generic_path() -> None:
     )
     (line,) = listing(storage, Transfer(TransferKind.LIST, "/d/f")).split(b"\r\n")[:-1]
     assert line.startswith(b"-rw-r--r-- 1 ftp ftp 3 ") and line.endswith(b" f")
+
+
+# --- batches formatted whole and checked whole (transfers._listing) -------------------------------
+
+NOW = 1710504000.0
+
+names = st.one_of(
+    st.text(st.sampled_from("ab\r\n\0é"), max_size=4),  # often unlistable: CR, LF, NUL, empty
+    st.text(max_size=6),
+)
+rows = st.tuples(
+    names,
+    st.booleans(),
+    st.integers(min_value=-3, max_value=2**40),
+    st.floats(min_value=0, max_value=2e9) | st.just(NOW - 60) | st.just(math.nan),
+    st.none() | st.integers(min_value=0, max_value=0o7777),
+    st.none() | st.text(max_size=5),
+)
+
+
+def _one_line_at_a_time(transfer: Transfer, entries: list[StatRow]) -> bytes:
+    """The listing as made before batches were checked whole: each name checked, then formatted."""
+    line_of = transfers._line_formatter(transfer)
+    return "".join(line_of(row) + "\r\n" for row in entries if listable(row[0])).encode(
+        "utf-8", "surrogateescape"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(rows, max_size=12), st.sampled_from(KINDS), st.integers(min_value=1, max_value=5))
+def test_batches_equal_one_line_at_a_time(entries: list[StatRow], kind: TransferKind, batch: int) -> None:
+    transfer = Transfer(kind, "/", facts=frozenset(SUPPORTED_FACTS), perm_for_file="r", perm_for_dir="el")
+    clock = mock.Mock(time=lambda: NOW)  # both listings see the same "now" (recent times or years)
+    with mock.patch.object(transfers, "time", clock):
+        try:
+            expected: bytes | None = _one_line_at_a_time(transfer, entries)
+        except LocalProtocolError:  # a listable entry with a NaN time: refused either way
+            expected = None
+    with mock.patch.object(transfers, "LISTING_ROWS", batch), mock.patch.object(transfers, "time", clock):
+        if expected is None:
+            with pytest.raises(LocalProtocolError):
+                b"".join(transfers._listing(transfer, iter(entries)))
+            return
+        batches = list(transfers._listing(transfer, iter(entries)))
+    assert b"".join(batches) == expected
+    assert all(chunk.endswith(b"\r\n") and chunk.count(b"\r\n") <= batch for chunk in batches)

@@ -38,7 +38,7 @@ def test_listed_entries_match_stat(tmp_path: Path) -> None:
 def test_unique_is_the_keyed_hash_of_device_and_inode(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"")
     info = os.stat(tmp_path / "f")
-    ident = f"{info.st_dev}:{info.st_ino}".encode()
+    ident = info.st_ino.to_bytes(16, "little") + info.st_dev.to_bytes(16, "little")
     expected = hashlib.blake2b(ident, key=local._UNIQUE_KEY, digest_size=8).hexdigest()
     assert local._unique(info) == expected
     assert local._unique(info) == expected  # the shared keyed state is copied, never consumed

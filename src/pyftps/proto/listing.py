@@ -268,12 +268,23 @@ class MlsdFormatter:
     ``line(info, perm)`` equals ``mlsd_line(info, selected, perm=perm)``; it is the per-entry path of a
     directory listing, where that function's per-call checks and lookups would dominate.  ``row`` is
     the same from plain values (a storage's listing rows), for a caller that has checked the name
-    with :func:`listable` already.
+    with :func:`listable` already; without a perm it uses the listing-wide ``file_perm`` or
+    ``dir_perm`` (one call per entry when every entry of a type has the same perm).
     """
 
-    __slots__ = ("_mode", "_modify", "_modify_facts", "_perm", "_perm_facts", "_size", "_types", "_unique")
+    __slots__ = (
+        "_default_perms",
+        "_mode",
+        "_modify",
+        "_modify_facts",
+        "_perm",
+        "_perm_facts",
+        "_size",
+        "_types",
+        "_unique",
+    )
 
-    def __init__(self, selected: frozenset[str]) -> None:
+    def __init__(self, selected: frozenset[str], *, file_perm: str = "", dir_perm: str = "") -> None:
         self._types = ("type=file;", "type=dir;") if "type" in selected else ("", "")
         self._size = "size" in selected
         self._modify = "modify" in selected
@@ -282,6 +293,7 @@ class MlsdFormatter:
         self._mode = "unix.mode" in selected
         self._perm_facts: dict[str, str] = {}  # perm value -> "perm=...;"
         self._modify_facts: dict[float, str] = {}  # mtime // 1 -> "modify=...;" (see _modify_fact)
+        self._default_perms = (self._perm_fact(file_perm), self._perm_fact(dir_perm))
 
     def line(self, info: StatLike, perm: str) -> str:
         name = info.name
@@ -289,30 +301,38 @@ class MlsdFormatter:
             raise LocalProtocolError(f"name cannot appear in a listing: {name!r}")
         return self.row((name, info.is_dir, info.size, info.mtime, info.mode, info.unique), perm)
 
-    def row(self, row: StatRow, perm: str) -> str:
+    def row(self, row: StatRow, perm: str | None = None) -> str:
+        # One f-string at the end: each "+=" of a fact would copy the line built so far.
         name, is_dir, size, mtime, mode, unique = row
-        text = self._types[is_dir]
-        if self._size and not is_dir:
-            text += f"size={size if size > 0 else 0};"
-        if self._modify:
-            # Keyed by the float floor: equal keys are one whole second, so one text (files are
-            # written in bursts); NaN never matches a key and reaches _modify_text, which refuses it.
-            modify = self._modify_facts.get(mtime // 1)
-            if modify is None:
-                modify = self._modify_fact(mtime)
-            text += modify
-        if self._perm:
-            perm_fact = self._perm_facts.get(perm)
-            if perm_fact is None:
-                if not set(perm) <= _PERM_LETTERS:
-                    raise LocalProtocolError(f"perm may only hold the letters acdeflmprw: {perm!r}")
-                perm_fact = self._perm_facts[perm] = f"perm={perm};"
-            text += perm_fact
-        if self._unique and unique:
-            text += f"unique={_sanitise_unique(unique)};"
+        if perm is None:
+            perm_fact = self._default_perms[is_dir]
+        else:
+            perm_fact = self._perm_facts.get(perm) or self._perm_fact(perm)
+        if is_dir or not self._size:
+            head = self._types[is_dir]
+        else:
+            head = f"{self._types[0]}size={size if size > 0 else 0};"
+        # Keyed by the float floor: equal keys are one whole second, so one text (files are written
+        # in bursts); NaN never matches a key and reaches _modify_text, which refuses it.
+        modify = (self._modify_facts.get(mtime // 1) or self._modify_fact(mtime)) if self._modify else ""
+        if not (self._unique and unique):
+            unique_fact = ""
+        elif unique.isascii() and unique.isalnum():  # the usual hex digest: nothing to escape
+            unique_fact = f"unique={unique};"
+        else:
+            unique_fact = f"unique={_sanitise_unique(unique)};"
         if self._mode and mode is not None:
-            text += f"unix.mode={mode & 0o7777:04o};"
-        return f"{text} {name}"
+            return f"{head}{modify}{perm_fact}{unique_fact}unix.mode={mode & 0o7777:04o}; {name}"
+        return f"{head}{modify}{perm_fact}{unique_fact} {name}"
+
+    def _perm_fact(self, perm: str) -> str:
+        """``perm=...;`` (empty when the fact is not selected), checked once per perm value."""
+        fact = self._perm_facts.get(perm)
+        if fact is None:
+            if not set(perm) <= _PERM_LETTERS:
+                raise LocalProtocolError(f"perm may only hold the letters acdeflmprw: {perm!r}")
+            fact = self._perm_facts[perm] = f"perm={perm};" if self._perm else ""
+        return fact
 
     def _modify_fact(self, mtime: float) -> str:
         fact = f"modify={_modify_text(mtime)};"
@@ -363,7 +383,9 @@ class ListFormatter:
         self._now = now
         self._recent_after = now - _HALF_YEAR
         self._owner_group = f" 1 {owner} {group} "
-        self._heads: dict[tuple[bool, int | None], str] = {}  # "drwxr-xr-x 1 ftp ftp "
+        # mode -> "drwxr-xr-x 1 ftp ftp ", files first then directories: an int key hashes cheaper
+        # than a (type, mode) tuple built for every entry.
+        self._heads: tuple[dict[int | None, str], dict[int | None, str]] = ({}, {})
         self._recent: dict[float, str] = {}  # mtime // 60 -> "Mon DD HH:MM", for recent times only
 
     def line(self, info: StatLike) -> str:
@@ -374,11 +396,11 @@ class ListFormatter:
 
     def row(self, row: StatRow) -> str:
         name, is_dir, size, mtime, mode, _ = row
-        head = self._heads.get((is_dir, mode))
+        heads = self._heads[is_dir]
+        head = heads.get(mode)
         if head is None:
             bits = mode if mode is not None else (0o755 if is_dir else 0o644)
-            head = ("d" if is_dir else "-") + _permission_string(bits) + self._owner_group
-            self._heads[(is_dir, mode)] = head
+            head = heads[mode] = ("d" if is_dir else "-") + _permission_string(bits) + self._owner_group
         if self._recent_after < mtime <= self._now:
             # Equal float floors are one minute of one day, so one text; the key needs no clamping
             # (a recent time is not NaN) and equal keys give equal text even past year 9999.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import operator
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from pyftps.config import ReusePolicy
 from pyftps.proto.actions import Transfer, TransferKind, TransferOutcome
 from pyftps.proto.codes import ReplyCode
+from pyftps.proto.errors import LocalProtocolError
 from pyftps.proto.listing import ListFormatter, MlsdFormatter, StatRow, listable
 from pyftps.server.data import DataConnectionError, PendingData
 from pyftps.server.errors import reply_for
@@ -27,7 +30,8 @@ from pyftps.storage.base import FileInfo, NotFound, ReadStream, Storage, Support
 if TYPE_CHECKING:
     from pyftps.server.control import ControlConnection
 
-LISTING_BATCH = 64 * 1024
+LISTING_ROWS = 256  # entries per listing batch (~14 KiB of LIST lines): the rows of a batch are held too
+_name_of = operator.itemgetter(0)
 
 
 class _Refused(Exception):
@@ -207,41 +211,46 @@ def _row(info: FileInfo) -> StatRow:
 
 
 def _listing(transfer: Transfer, rows: Iterator[StatRow]) -> Iterator[bytes]:
-    """Listing lines in batches; generated lazily in the worker so huge directories stream."""
+    """Listing lines in batches; generated lazily in the worker so huge directories stream.
+
+    A batch is formatted whole (``map``, no per-entry bookkeeping) and then checked whole: only a
+    name can put CR, LF or NUL in a line (RFC 3659 §2.2: such names would forge listing lines), so a
+    batch with exactly one CRLF between lines and no NUL, and no empty name, needs no per-name check.
+    Otherwise the batch is made again with the unlistable entries left out.
+    """
     line_of = _line_formatter(transfer)
-    batch: list[str] = []
-    size = 0
-    for row in rows:
-        if not listable(row[0]):
-            continue  # a name with CR or LF would forge listing lines (RFC 3659 §2.2)
-        line = line_of(row)
-        batch.append(line)
-        size += len(line) + 2
-        if size >= LISTING_BATCH:
-            batch.append("")  # the last line's CRLF
-            yield "\r\n".join(batch).encode("utf-8", "surrogateescape")
-            batch, size = [], 0
-    if batch:
-        batch.append("")
-        yield "\r\n".join(batch).encode("utf-8", "surrogateescape")
+    while chunk := list(itertools.islice(rows, LISTING_ROWS)):
+        breaks = len(chunk) - 1
+        try:
+            text = "\r\n".join(map(line_of, chunk))
+        except LocalProtocolError:
+            text = ""  # a value the formatter refuses: its entry may be unlistable anyway
+            breaks = -1
+        if (
+            text.count("\n") != breaks
+            or text.count("\r") != breaks
+            or "\0" in text
+            or not all(map(_name_of, chunk))
+        ):
+            text = "\r\n".join([line_of(row) for row in chunk if listable(row[0])])
+            if not text:
+                continue
+        yield (text + "\r\n").encode("utf-8", "surrogateescape")
 
 
 def _line_formatter(transfer: Transfer) -> Callable[[StatRow], str]:
     """The per-entry line function of one listing, with everything per-listing worked out once."""
     if transfer.kind is TransferKind.NLST:
-        return _entry_name
+        return _name_of
     if transfer.kind is TransferKind.MLSD:
-        mlsd = MlsdFormatter(transfer.facts).row
+        formatter = MlsdFormatter(
+            transfer.facts, file_perm=transfer.perm_for_file, dir_perm=transfer.perm_for_dir
+        )
         if transfer.access is None:  # no directory rules: one perm value per type for the whole listing
-            file_perm, dir_perm = transfer.perm_for_file, transfer.perm_for_dir
-            return lambda row: mlsd(row, dir_perm if row[1] else file_perm)
-        entry_perm = transfer.entry_perm
+            return formatter.row
+        mlsd, entry_perm = formatter.row, transfer.entry_perm
         return lambda row: mlsd(row, entry_perm(row[0], is_dir=row[1]))
     return ListFormatter(now=time.time()).row
-
-
-def _entry_name(row: StatRow) -> str:
-    return row[0]
 
 
 def _discard(sink: WriteStream | None, source: object) -> None:
