@@ -12,6 +12,7 @@ from pathlib import Path
 from pyftps.auth.base import Authenticator, Principal
 from pyftps.auth.stores import BanGuard
 from pyftps.config import ServerConfig
+from pyftps.server.accept import serve
 from pyftps.server.context import ServerContext, StorageFactory
 from pyftps.server.control import ControlConnection
 from pyftps.server.data import PassivePorts
@@ -109,18 +110,15 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         explicit, implicit = self._listeners or bind_listeners(self.config)
+        # server.accept: no Task per accepted connection where the loop allows it.
         if explicit is not None:
-            server = await loop.create_server(
-                lambda: ControlConnection(self.context, implicit=False), sock=explicit
-            )
+            server = await serve(loop, explicit, lambda: ControlConnection(self.context, implicit=False))
             self._servers.append(server)
-            self.explicit_address = server.sockets[0].getsockname()[:2]
+            self.explicit_address = explicit.getsockname()[:2]
         if implicit is not None:
-            server = await loop.create_server(
-                lambda: ControlConnection(self.context, implicit=True), sock=implicit
-            )
+            server = await serve(loop, implicit, lambda: ControlConnection(self.context, implicit=True))
             self._servers.append(server)
-            self.implicit_address = server.sockets[0].getsockname()[:2]
+            self.implicit_address = implicit.getsockname()[:2]
 
     def reload(
         self, config: ServerConfig, ssl_context: ssl.SSLContext | None, vhosts: VirtualHosts | None = None
@@ -178,7 +176,7 @@ class Server:
 def bind_listeners(config: ServerConfig, *, listen: bool = True) -> Listeners:
     """The explicit and implicit control listeners the configuration asks for (None: disabled).
 
-    ``listen=False`` only binds: the first ``create_server`` on the socket starts listening, so a
+    ``listen=False`` only binds: serving the socket (``server.accept``) starts listening, so a
     pre-fork parent's port accepts connections once a worker serves them, not while workers start.
     """
     host = config.host
