@@ -58,13 +58,15 @@ class ControlConnection(asyncio.Protocol):
         self._server_context = server.ssl_context  # for a handshake when no virtual host has its own
         self._host_from_sni = False  # the virtual host was chosen by SNI, not HOST
         self.implicit = implicit
+        self._mode = "implicit" if implicit else "explicit"  # for metrics and logs
         self.id = server.next_session_id()
         self.loop = asyncio.get_running_loop()
         self._time = _clock(self.loop)  # loop.time(), without its Python frame (~35 calls a session)
         self.transport: asyncio.Transport | None = None
         self.session: ServerSession | None = None
         self.identity = Identity(server, self.id)
-        self.data: DataChannel | None = None
+        self._data: DataChannel | None = None  # see the data property
+        self._data_host: str | None = None  # where passive listeners bind; set once the peer is known
         self.tls: TLSChannel | None = None
         self._control_id: bytes | None = None  # see tls_control_session_id
         self._control_id_from: TLSChannel | None = None  # the channel whose id is still to be read
@@ -161,23 +163,27 @@ class ControlConnection(asyncio.Protocol):
             ipv6=":" in str(local[0]) and not str(local[0]).startswith("::ffff:"),
             now=self._time(),
         )
-        self.data = DataChannel(
-            self.server.passive_ports,
-            local_host=bind_host
-            or str(local[0]),  # passive listeners bind here, never on the proxy's address
-            peer_host=ip,
-            allow_foreign=policy.allow_foreign_data_address,
-            timeout=config.data_connect_timeout,
-            on_accepted=self._data_accepted,
-            trusted_proxies=config.proxy_trusted,
-        )
+        self._data_host = bind_host or str(local[0])  # passive listeners: never on the proxy's address
         via = f" via {self.via}" if self.via else ""
         log.info("session %s: connected from %s port %s%s (%s)", self.id, ip, peer[1], via, self._mode)
         self._call(self.session.start)
 
     @property
-    def _mode(self) -> str:
-        return "implicit" if self.implicit else "explicit"
+    def data(self) -> DataChannel | None:
+        """The session's data endpoint, made at its first use (most sessions never open one)."""
+        if self._data is None and self._data_host is not None and not self.closed:
+            assert self.session is not None
+            self._data = DataChannel(
+                self.server.passive_ports,
+                local_host=self._data_host,
+                peer_host=self.session.peer_host,
+                # The listener's setting, as the session started: a login's TLS overrides leave it.
+                allow_foreign=self.session.policy.allow_foreign_data_address,
+                timeout=self.config.data_connect_timeout,
+                on_accepted=self._data_accepted,
+                trusted_proxies=self.config.proxy_trusted,
+            )
+        return self._data
 
     def data_received(self, data: bytes) -> None:
         if self._batch is not None:  # nested (PROXY header followed by data)
@@ -397,8 +403,8 @@ class ControlConnection(asyncio.Protocol):
         match action:
             # Cases are tried in order: the actions every session sees come first.
             case a.DropDataChannel():
-                if self.data is not None:
-                    self.data.close()
+                if self._data is not None:
+                    self._data.close()
             case a.Close():
                 self._close_gracefully()
             case a.SendRaw(data):
@@ -677,8 +683,8 @@ class ControlConnection(asyncio.Protocol):
             self.server.metrics.tls_handshake_failed("control")  # error, timeout or peer gone
         if self._transfer is not None:
             self._transfer.abort()  # losing the control connection acts as ABOR (RFC 959 §4.1.1)
-        if self.data is not None:
-            self.data.close()
+        if self._data is not None:
+            self._data.close()
         self._write_batch()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
