@@ -193,3 +193,24 @@ def test_batches_equal_one_line_at_a_time(entries: list[StatRow], kind: Transfer
         batches = list(transfers._listing(transfer, iter(entries)))
     assert b"".join(batches) == expected
     assert all(chunk.endswith(b"\r\n") and chunk.count(b"\r\n") <= batch for chunk in batches)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path", ["/pub/file-0005.dat", "/pub/missing", "/pub/file-0005.dat/x", "/pub/link"])
+def test_a_file_or_a_bad_path_is_answered_alike_on_both_paths(
+    local: LocalStorage, kind: TransferKind, path: str
+) -> None:
+    """A row backend is asked for the directory first; a file, a missing name or a file midway in
+    the path must still get what the stat-first generic path gives (MLSD of a file: 501)."""
+    transfer = Transfer(kind, path, facts=DEFAULT_FACTS, perm_for_file="r", perm_for_dir="el")
+    outcomes: list[bytes | tuple[int, str]] = []
+    for storage in (local, OnlyFileInfo(local)):
+        try:
+            outcomes.append(listing(storage, transfer))
+        except transfers._Refused as refused:
+            outcomes.append((refused.code, refused.text))
+    assert outcomes[0] == outcomes[1]
+    if path.endswith(".dat") and kind is TransferKind.MLSD:
+        assert outcomes[0] == (501, "MLSD needs a directory; use MLST for a file.")
+    elif path.endswith(".dat"):
+        assert isinstance(outcomes[0], bytes) and outcomes[0].count(b"\r\n") == 1

@@ -25,7 +25,15 @@ from pyftps.server.data import DataConnectionError, PendingData
 from pyftps.server.errors import reply_for
 from pyftps.server.quota import QuotaTracker, UploadReservation
 from pyftps.server.worker import DataWorker, TLSSettings
-from pyftps.storage.base import FileInfo, NotFound, ReadStream, Storage, SupportsEntryRows, WriteStream
+from pyftps.storage.base import (
+    FileInfo,
+    NotADirectory,
+    NotFound,
+    ReadStream,
+    Storage,
+    SupportsEntryRows,
+    WriteStream,
+)
 
 if TYPE_CHECKING:
     from pyftps.server.control import ControlConnection
@@ -166,11 +174,7 @@ def _prepare(
             if kind is TransferKind.APPE:
                 return None, storage.open_write(transfer.path, append=True), reservation
             return None, storage.open_write(transfer.path, offset=transfer.offset), reservation
-        info = storage.stat(transfer.path)
-        if kind is TransferKind.MLSD and not info.is_dir:
-            raise _Refused(ReplyCode.SYNTAX_ERROR_ARGS, "MLSD needs a directory; use MLST for a file.")
-        rows = _rows(storage, transfer) if info.is_dir else iter([_row(info)])
-        return _listing(transfer, rows), None, None
+        return _listing(transfer, _rows(storage, transfer)), None, None
     except Exception as error:
         if reservation is not None:
             reservation.release()
@@ -199,11 +203,27 @@ def _reserve(storage: Storage, transfer: Transfer, quota: QuotaTracker, user: st
 
 
 def _rows(storage: Storage, transfer: Transfer) -> Iterator[StatRow]:
-    """The listed directory's entries as rows: straight from a backend that can, else from FileInfo."""
+    """The listed entries as rows: straight from a backend that can, else from FileInfo.
+
+    LIST/NLST of a file lists that file; MLSD refuses it (RFC 3659 §7.1). A row backend is asked for
+    the directory first, so a directory (the usual case) is resolved once, not once more by stat().
+    """
+    path = transfer.path
     if isinstance(storage, SupportsEntryRows):
         unique = transfer.kind is TransferKind.MLSD and "unique" in transfer.facts
-        return storage.list_rows(transfer.path, unique=unique)
-    return map(_row, storage.list_dir(transfer.path))
+        try:
+            return storage.list_rows(path, unique=unique)
+        except NotADirectory:
+            info = storage.stat(path)  # a file, or the same error again (a file midway in the path)
+            if info.is_dir:  # replaced by a directory meanwhile: not worth a second try
+                raise
+    else:
+        info = storage.stat(path)
+        if info.is_dir:
+            return map(_row, storage.list_dir(path))
+    if transfer.kind is TransferKind.MLSD:
+        raise _Refused(ReplyCode.SYNTAX_ERROR_ARGS, "MLSD needs a directory; use MLST for a file.")
+    return iter([_row(info)])
 
 
 def _row(info: FileInfo) -> StatRow:

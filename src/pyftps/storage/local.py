@@ -45,7 +45,7 @@ _MAX_DISPLAY = 200
 _UNIQUE_KEY = secrets.token_bytes(32)
 # Keyed once: copying the keyed state is much cheaper than keying a new hash per listed entry.
 _UNIQUE_HASH = hashlib.blake2b(key=_UNIQUE_KEY, digest_size=8)
-_S_IFMT, _S_IFDIR = 0o170000, st.S_IFDIR
+_S_IFMT, _S_IFDIR, _S_IFLNK = 0o170000, st.S_IFDIR, st.S_IFLNK
 
 _ERRNO_ERRORS: dict[int, tuple[type[StorageError], str]] = {
     errno.ENOENT: (NotFound, "no such file or directory"),
@@ -364,21 +364,21 @@ class LocalStorage:
             with os.scandir(fd) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.startswith(TEMP_PREFIX) and _TEMP_NAME.match(name):
+                    if name[0] == "." and name.startswith(TEMP_PREFIX) and _TEMP_NAME.match(name):
                         continue
                     try:
-                        # is_symlink() comes from the directory read (d_type) and stat() is the one
-                        # system call per entry; a link is followed only after its target was found
-                        # inside the root.
-                        if entry.is_symlink() and not self._inside(
-                            os.path.realpath(os.path.join(real, name))
-                        ):
-                            continue
-                        info = entry.stat()
+                        # The lstat is the one system call per entry (S_ISLNK/S_ISDIR inline: a
+                        # function call per entry is measurable here); a link is followed only after
+                        # its target was found inside the root.
+                        info = entry.stat(follow_symlinks=False)
+                        mode = info.st_mode
+                        if mode & _S_IFMT == _S_IFLNK:
+                            if not self._inside(os.path.realpath(os.path.join(real, name))):
+                                continue
+                            info = entry.stat()
+                            mode = info.st_mode
                     except OSError:
                         continue  # dangling symlink, or the entry vanished or cannot be read: not listable
-                    mode = info.st_mode
-                    # S_ISDIR inline: a function call per entry is measurable here.
                     if mode & _S_IFMT == _S_IFDIR:
                         yield name, True, 0, info.st_mtime, mode & 0o7777, _unique(info) if unique else None
                     else:
