@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pyftps.proto.policy import SessionPolicy
 from pyftps.server.guard import BanPolicy, ConnectionLimits
+from pyftps.server.scheduling import TransferPriority
 
 
 class ReusePolicy(enum.Enum):
@@ -69,6 +70,7 @@ class ServerConfig:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)  # global, per IP, per user
     bans: BanPolicy = field(default_factory=BanPolicy)  # failed logins per address (RFC 2577 §5)
     max_transfer_threads: int = 256
+    transfer_priority: TransferPriority = TransferPriority.IDLE  # see server/scheduling.py
     buffer_size: int = 256 * 1024  # data copy chunk: 64-256 KiB measured best (TLS-IO.md)
     upload_rate: int | None = None  # bytes/s per user unless the user record says otherwise
     download_rate: int | None = None

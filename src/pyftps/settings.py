@@ -19,6 +19,7 @@ from typing import Any
 from pyftps.config import ReusePolicy, ServerConfig, UserSpec
 from pyftps.proto.policy import CCCPolicy, SessionPolicy
 from pyftps.server.guard import BanPolicy, ConnectionLimits
+from pyftps.server.scheduling import TransferPriority
 from pyftps.settings_vhosts import parse_vhosts
 
 
@@ -326,6 +327,14 @@ OPTIONS: tuple[Option, ...] = (
         "data connections served at once per process (more wait their turn); a small pool is faster "
         "under a burst but lets a few slow clients hold every thread",
     ),
+    Option(
+        "limits.transfer_priority",
+        "--transfer-priority",
+        _choice(*(p.value for p in TransferPriority)),
+        "idle",
+        "CPU priority of transfer threads: idle (SCHED_IDLE: commands are answered first, transfers "
+        "give way to every other program), low (nice +5) or normal",
+    ),
     Option("limits.upload_rate", "--upload-rate", _positive_int, None, "bytes/s per user for uploads"),
     Option("limits.download_rate", "--download-rate", _positive_int, None, "bytes/s per user for downloads"),
     Option(
@@ -498,6 +507,7 @@ def build_config(
             allow_list=tuple(values["bans.allow"]),
         ),
         max_transfer_threads=values["limits.transfer_threads"],
+        transfer_priority=TransferPriority(values["limits.transfer_priority"]),
         upload_rate=values["limits.upload_rate"],
         download_rate=values["limits.download_rate"],
         metrics_listen=values["metrics.listen"],

@@ -140,6 +140,7 @@ class TransferRunner:
                 bucket=None if bucket.unlimited else bucket,
                 quota=reservation,
                 metrics=server.metrics,
+                priority=config.transfer_priority,
             )
             if self._aborted:
                 self._worker.abort()

@@ -12,10 +12,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
-import os
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,21 +26,14 @@ from pyftps.proto.codes import ReplyCode
 from pyftps.server.errors import reply_for
 from pyftps.server.metrics import Metrics
 from pyftps.server.quota import UploadReservation
+from pyftps.server.scheduling import TransferPriority, lower_thread_priority
 from pyftps.server.throttle import TokenBucket
 from pyftps.storage.base import ReadStream, WriteStream
 from pyftps.tls.contexts import ReuseVerdict, data_session_matches, ssl_error_text, wrap_data_socket
 
 log = logging.getLogger("pyftps.data")
 
-# Transfer threads run a few nice levels below the event loop. The loop answers every session's
-# commands and needs little CPU but needs it at once; transfer threads want all the CPU they can get.
-# At equal priority a NOOP waited behind four full-speed PROT P transfers (p99 15-20 ms on 2 cores,
-# 60 under outside load); py-spy --gil found transfer threads holding the GIL in under 4 % of the
-# samples, so it is CPU contention, not the GIL. Five levels down cut p99 and max in every paired run.
-# Lower, a transfer thread gives way when the loop wakes and still takes every cycle nobody else wants.
-DATA_THREAD_NICE = 5
 PREFETCH_LIMIT = 256 * 1024  # listing bytes made ahead of the TLS handshake, at most
-_thread_niced = threading.local()
 
 REUSE_REQUIRED = (
     "TLS session reuse required: the data connection must resume the control connection's TLS session. "
@@ -84,6 +75,7 @@ class DataWorker:
         bucket: TokenBucket | None = None,
         quota: UploadReservation | None = None,
         metrics: Metrics | None = None,
+        priority: TransferPriority = TransferPriority.IDLE,
     ) -> None:
         self.transfer = transfer
         self._sock: socket.socket = sock
@@ -98,6 +90,7 @@ class DataWorker:
         self._quota = quota
         self._written = 0
         self._metrics = metrics
+        self._priority = priority
         self._ready: list[bytes] = []  # listing batches made while the TLS handshake ran
         self.reuse_verdict: ReuseVerdict | None = None
 
@@ -108,7 +101,7 @@ class DataWorker:
             self._sock.shutdown(socket.SHUT_RDWR)
 
     def run(self) -> TransferOutcome:
-        lower_thread_priority()
+        lower_thread_priority(self._priority)  # the loop answers NOOPs first: see server/scheduling.py
         progress = self.transfer.progress
         try:
             self._prefetch()
@@ -350,21 +343,6 @@ class DataWorker:
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
-
-
-def lower_thread_priority(step: int = DATA_THREAD_NICE) -> None:
-    """Lower the calling thread's CPU priority by ``step``, once per thread (Linux: nice is per thread).
-
-    Elsewhere ``setpriority`` on a thread id would act on a process, so nothing is done.
-    """
-    if step <= 0 or sys.platform != "linux" or getattr(_thread_niced, "done", False):
-        return
-    _thread_niced.done = True
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + step)
-    except OSError as error:  # a sandbox may forbid it: transfers still run, at normal priority
-        log.debug("cannot lower the priority of transfer thread %s: %s", tid, error)
 
 
 def _why(error: BaseException) -> str:
