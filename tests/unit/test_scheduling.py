@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
 import functools
 import os
+import platform
 import sys
 import threading
 from collections.abc import Callable
@@ -74,6 +76,49 @@ def test_low_is_a_few_nice_levels_down_and_normal_changes_nothing() -> None:
 
 def _refuse(*args: object) -> None:
     raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+
+def _io_class(tid: int) -> tuple[int, int]:
+    """The thread's own I/O priority (class, level); class 0: none, derived from the CPU policy."""
+    get, _ = scheduling._IOPRIO_SYSCALLS[platform.machine()]
+    value = ctypes.CDLL(None, use_errno=True).syscall(get, 1, tid)
+    assert value >= 0
+    return value >> 13, value & 0x1FFF
+
+
+known_ioprio = pytest.mark.skipif(
+    platform.machine() not in scheduling._IOPRIO_SYSCALLS, reason="ioprio numbers known for this machine only"
+)
+
+
+@linux_only
+@known_ioprio
+def test_an_idle_thread_keeps_best_effort_disk_io_and_an_administrators_class_is_kept() -> None:
+    classes: list[tuple[int, int]] = []
+
+    def plain() -> None:
+        lower_thread_priority(TransferPriority.IDLE)
+        classes.append(_io_class(threading.get_native_id()))
+
+    def ioniced() -> None:  # as under `ionice -c3`: the idle I/O class, chosen on purpose
+        tid = threading.get_native_id()
+        _, set_ = scheduling._IOPRIO_SYSCALLS[platform.machine()]
+        assert ctypes.CDLL(None, use_errno=True).syscall(set_, 1, tid, 3 << 13) == 0
+        lower_thread_priority(TransferPriority.IDLE)
+        classes.append(_io_class(tid))
+
+    _in_thread(plain)
+    _in_thread(ioniced)
+    assert classes == [(2, 4), (3, 0)]  # best-effort at nice 0's level; the chosen class untouched
+
+
+@linux_only
+def test_without_a_pinned_io_class_there_is_no_sched_idle_but_the_nice_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scheduling, "_keep_best_effort_io", _refuse)
+    before, after = _in_thread(lower_thread_priority)
+    assert after == (os.SCHED_OTHER, min(19, before[1] + LOW_NICE_STEP))
 
 
 @linux_only

@@ -34,16 +34,20 @@ used. The cost: idle transfers give way to every other program too (in a cgroup 
 group's CPU share also follows its threads' weights), so a host busy with other work moves files
 more slowly; ``--transfer-priority low`` keeps the previous policy for such hosts.
 
-Both policies need no privilege, and neither can be undone without one (RLIMIT_NICE), so a pool
-thread keeps it for its life; the pool serves only data connections. Elsewhere than Linux,
-priorities are per process, so nothing is done.
+SCHED_IDLE would also put the thread's disk I/O in the idle class, so the thread's I/O class is
+pinned to best-effort first. Both policies need no privilege, and neither can be undone without one
+(RLIMIT_NICE), so a pool thread keeps it for its life; the pool serves only data connections.
+Elsewhere than Linux, priorities are per process, so nothing is done.
 """
 
 from __future__ import annotations
 
+import ctypes
 import enum
+import errno
 import logging
 import os
+import platform
 import sys
 import threading
 
@@ -51,6 +55,12 @@ log = logging.getLogger("pyftps.server")
 
 LOW_NICE_STEP = 5  # "low": the previous policy, five nice levels below the loop
 _applied = threading.local()
+
+# ioprio_get(2) and ioprio_set(2): their numbers by machine (Python has no wrapper).
+_IOPRIO_SYSCALLS = {"x86_64": (252, 251), "aarch64": (31, 30), "riscv64": (31, 30)}
+_IOPRIO_WHO_PROCESS = 1  # given a thread id, acts on that thread alone
+_IOPRIO_CLASS_SHIFT = 13
+_IOPRIO_CLASS_BE = 2
 
 
 class TransferPriority(enum.Enum):
@@ -64,7 +74,8 @@ class TransferPriority(enum.Enum):
 def lower_thread_priority(priority: TransferPriority = TransferPriority.IDLE) -> None:
     """Give the calling thread ``priority``, once per thread; a refusal leaves it as it is.
 
-    If SCHED_IDLE is refused (a seccomp filter, say), the thread still tries the nice step.
+    SCHED_IDLE is used only once the thread's disk I/O class is pinned to best-effort (see
+    :func:`_keep_best_effort_io`); if either is refused (a seccomp filter, say) the nice step is tried.
     """
     if priority is TransferPriority.NORMAL or sys.platform != "linux" or getattr(_applied, "done", False):
         return
@@ -72,13 +83,36 @@ def lower_thread_priority(priority: TransferPriority = TransferPriority.IDLE) ->
     tid = threading.get_native_id()
     if priority is TransferPriority.IDLE:
         try:
+            _keep_best_effort_io(tid)
             os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
             return
         except OSError as error:
-            log.debug(
-                "transfer thread %s: SCHED_IDLE refused (%s); trying nice +%d", tid, error, LOW_NICE_STEP
-            )
+            log.debug("transfer thread %s: no SCHED_IDLE (%s); trying nice +%d", tid, error, LOW_NICE_STEP)
     try:
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + LOW_NICE_STEP)
     except OSError as error:  # transfers still run, at normal priority
         log.debug("cannot lower the priority of transfer thread %s: %s", tid, error)
+
+
+def _keep_best_effort_io(tid: int) -> None:
+    """Pin the thread's disk I/O class to best-effort, the one it has now.
+
+    A thread without an I/O class of its own takes it from its CPU policy, and SCHED_IDLE means the
+    idle I/O class (``task_nice_ioclass`` in the kernel): with BFQ or mq-deadline a RETR's reads and
+    a STOR's writes and fsync would wait behind every other program's disk I/O. A class set by the
+    administrator (``ionice``) is kept. Raises OSError if the class cannot be pinned.
+    """
+    numbers = _IOPRIO_SYSCALLS.get(platform.machine())
+    if numbers is None:
+        raise OSError(errno.ENOSYS, f"no ioprio_set number known for {platform.machine()}")
+    get, set_ = numbers
+    libc = ctypes.CDLL(None, use_errno=True)
+    current = libc.syscall(get, _IOPRIO_WHO_PROCESS, tid)
+    if current < 0:
+        raise OSError(ctypes.get_errno(), "ioprio_get")
+    if current >> _IOPRIO_CLASS_SHIFT:
+        return  # a class of its own: unaffected by the CPU policy
+    level = (os.getpriority(os.PRIO_PROCESS, tid) + 20) // 5  # the level the kernel derives from nice
+    if libc.syscall(set_, _IOPRIO_WHO_PROCESS, tid, (_IOPRIO_CLASS_BE << _IOPRIO_CLASS_SHIFT) | level):
+        code = ctypes.get_errno()
+        raise OSError(code, f"ioprio_set: {os.strerror(code)}")
