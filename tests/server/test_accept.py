@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import shutil
 import socket
+import subprocess
 from typing import Any
 
 import pytest
@@ -59,6 +61,26 @@ def test_listener_serves_several_connections_and_closes() -> None:
             protocol.transport.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read the backlog")
+def test_listener_keeps_the_large_listen_backlog() -> None:
+    # create_server's default would cut app._listen's SOMAXCONN to 100, and bursts of clients overflow.
+    async def main() -> int:
+        sock = _bound()
+        server = await serve(asyncio.get_running_loop(), sock, Echo)
+        try:
+            port = sock.getsockname()[1]
+            shown = subprocess.run(
+                ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+            ).stdout.split()
+            return int(shown[2])  # Send-Q of a listening socket: its backlog
+        finally:
+            server.close()
+
+    with open("/proc/sys/net/core/somaxconn") as limit:
+        expected = min(socket.SOMAXCONN, int(limit.read()))
+    assert asyncio.run(main()) == expected
 
 
 class _FailingOnce(socket.socket):
@@ -122,8 +144,8 @@ def test_other_loops_get_create_server() -> None:
     created: list[Any] = []
 
     class OtherLoop:
-        async def create_server(self, factory: Any, *, sock: socket.socket) -> str:
-            created.append((factory, sock))
+        async def create_server(self, factory: Any, *, sock: socket.socket, backlog: int) -> str:
+            created.append((factory, sock, backlog))
             return "server"
 
     sock = _bound()
@@ -131,4 +153,4 @@ def test_other_loops_get_create_server() -> None:
         result = asyncio.run(serve(OtherLoop(), sock, Echo))  # type: ignore[arg-type]
     finally:
         sock.close()
-    assert result == "server" and created == [(Echo, sock)]
+    assert result == "server" and created == [(Echo, sock, socket.SOMAXCONN)]
