@@ -234,25 +234,19 @@ def _row(info: FileInfo) -> StatRow:
 def _listing(transfer: Transfer, rows: Iterator[StatRow]) -> Iterator[bytes]:
     """Listing lines in batches; generated lazily in the worker so huge directories stream.
 
-    A batch is formatted whole (``map``, no per-entry bookkeeping) and then checked whole: only a
-    name can put CR, LF or NUL in a line (RFC 3659 §2.2: such names would forge listing lines), so a
-    batch with exactly one CRLF between lines and no NUL, and no empty name, needs no per-name check.
-    Otherwise the batch is made again with the unlistable entries left out.
+    A batch is formatted whole (``map``, no per-entry bookkeeping) and its names checked whole: only
+    a name can put CR, LF or NUL in a line (RFC 3659 §2.2: such names would forge listing lines;
+    the formatters check or escape every other value), and ``in`` on the joined names is a memchr.
+    A batch with such a name, or an empty one, is made again without the unlistable entries.
     """
     line_of = _line_formatter(transfer)
     while chunk := list(itertools.islice(rows, LISTING_ROWS)):
-        breaks = len(chunk) - 1
-        try:
-            text = "\r\n".join(map(line_of, chunk))
-        except LocalProtocolError:
-            text = ""  # a value the formatter refuses: its entry may be unlistable anyway
-            breaks = -1
-        if (
-            text.count("\n") != breaks
-            or text.count("\r") != breaks
-            or "\0" in text
-            or not all(map(_name_of, chunk))
-        ):
+        names = "".join(map(_name_of, chunk))
+        text = None
+        if "\n" not in names and "\r" not in names and "\0" not in names and all(map(_name_of, chunk)):
+            with contextlib.suppress(LocalProtocolError):  # refused below for the entry at fault
+                text = "\r\n".join(map(line_of, chunk))
+        if text is None:
             text = "\r\n".join([line_of(row) for row in chunk if listable(row[0])])
             if not text:
                 continue
