@@ -7,10 +7,14 @@ between PASV and a quick ABOR/PORT/REIN/QUIT (all of which drop the passive list
 from __future__ import annotations
 
 import asyncio
+import errno
+import random
 import socket
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyftps.server.data import DataChannel, DataConnectionError, PassivePorts
 
@@ -102,3 +106,39 @@ def test_times_out_without_a_connection() -> None:
         channel.close()
 
     assert _run(scenario) == []
+
+
+class _CountingRandom(random.Random):
+    """A seeded generator that counts its draws (each is one urandom read with SystemRandom)."""
+
+    def __init__(self) -> None:
+        super().__init__(5)
+        self.draws = 0
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        self.draws += 1
+        return super().randrange(*args, **kwargs)
+
+
+@given(low=st.integers(1024, 65000), span=st.integers(1, 600), tries=st.integers(1, 300))
+def test_passive_candidates_are_distinct_ports_of_the_range(low: int, span: int, tries: int) -> None:
+    high = min(low + span - 1, 65535)
+    drawn = list(PassivePorts((low, high), rng=random.Random(1))._candidates(low, high, tries=tries))
+    assert len(drawn) == min(tries, high - low + 1)
+    assert len(set(drawn)) == len(drawn)
+    assert all(low <= port <= high for port in drawn)
+
+
+def test_each_passive_port_tried_costs_one_draw() -> None:
+    rng, tried = _CountingRandom(), []
+
+    class Recording(PassivePorts):
+        def _bind(self, family: int, host: str, port: int) -> socket.socket:  # type: ignore[override]
+            tried.append(port)
+            if len(tried) < 3:  # the first two are taken
+                raise OSError(errno.EADDRINUSE, "in use")
+            return PassivePorts._bind(family, host, port)
+
+    Recording((40000, 60000), rng=rng).listen("127.0.0.1").close()
+    assert len(tried) == 3
+    assert rng.draws == 3  # random.sample drew all 256 candidates up front

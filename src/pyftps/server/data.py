@@ -14,7 +14,7 @@ import logging
 import random
 import socket
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import MethodType
 from typing import Any
 
@@ -139,16 +139,26 @@ class PassivePorts:
         if self.port_range is None:
             return self._bind(family, host, 0)
         low, high = self.port_range
-        # RFC 2577: an unpredictable port. sample() draws only the 256 tried (one urandom read each);
-        # shuffling the whole range cost one read per port in it on every PASV.
-        ports = range(low, high + 1)
-        for port in self._rng.sample(ports, min(256, len(ports))):
+        for port in self._candidates(low, high, tries=256):
             try:
                 return self._bind(family, host, port)
             except OSError as error:
                 if error.errno not in (errno.EADDRINUSE, errno.EACCES):
                     raise
         raise DataConnectionError("no free passive port in the configured range")
+
+    def _candidates(self, low: int, high: int, *, tries: int) -> Iterator[int]:
+        """Distinct random ports of ``low..high``, drawn one at a time (RFC 2577: unpredictable).
+
+        A lazy Fisher-Yates shuffle: each port costs one draw (one urandom read), and the first port
+        tried is nearly always free; ``random.sample`` drew all ``tries`` up front on every PASV.
+        """
+        span = high - low + 1
+        swapped: dict[int, int] = {}
+        for index in range(min(tries, span)):
+            pick = self._rng.randrange(index, span)
+            yield low + swapped.get(pick, pick)
+            swapped[pick] = swapped.get(index, index)
 
     @staticmethod
     def _bind(family: int, host: str, port: int) -> socket.socket:
