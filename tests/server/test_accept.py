@@ -34,6 +34,13 @@ def _bound() -> socket.socket:
     return sock
 
 
+def _shut(server: asyncio.AbstractServer) -> None:
+    """Close the listener and every connection it made (the listener leaves them to their owner)."""
+    server.close()
+    for protocol in Echo.made:
+        protocol.transport.close()
+
+
 async def _exchange(port: int, text: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -107,9 +114,7 @@ def test_out_of_descriptors_pauses_accepting_then_resumes(monkeypatch: pytest.Mo
             assert await _exchange(sock.getsockname()[1], b"again") == b"AGAIN"
             assert sock.failures == 0
         finally:
-            server.close()
-            for protocol in Echo.made:
-                protocol.transport.close()
+            _shut(server)
 
     asyncio.run(main())
 
@@ -133,9 +138,7 @@ def test_a_failing_protocol_factory_drops_that_connection_only() -> None:
             writer.close()
             assert await _exchange(sock.getsockname()[1], b"next") == b"NEXT"
         finally:
-            server.close()
-            for protocol in Echo.made:
-                protocol.transport.close()
+            _shut(server)
 
     asyncio.run(main())
 
