@@ -47,6 +47,7 @@ from pyftps.proto.commands import BadLine, Command, CommandReader, LineEvent, Te
 from pyftps.proto.errors import LocalProtocolError, RemoteProtocolError
 from pyftps.proto.grammar import TransferType
 from pyftps.proto.listing import DEFAULT_FACTS
+from pyftps.proto.memo import IdentityMemo
 from pyftps.proto.permissions import AccessRules, Permission
 from pyftps.proto.policy import SessionPolicy, UserTLSPolicy
 from pyftps.proto.replies import Reply
@@ -63,18 +64,15 @@ class LoginState(enum.Enum):
 
 
 NO_ACCESS = AccessRules()  # frozen, so every session without a login shares it (built ~5x a session)
-# id -> (login, its AccessRules): the I/O layer hands every login of a cached user the same frozen
-# LoginAccepted, whose rules are then sorted and indexed once, not at each login.
-_ACCESS: dict[int, tuple[LoginAccepted, AccessRules]] = {}
 
 
-def _access_of(accepted: LoginAccepted) -> AccessRules:
-    known = _ACCESS.get(id(accepted))
-    if known is None or known[0] is not accepted:
-        if len(_ACCESS) >= 1024:
-            _ACCESS.clear()
-        known = _ACCESS[id(accepted)] = (accepted, accepted.access)
-    return known[1]
+def _rules_of(accepted: LoginAccepted) -> AccessRules:
+    return accepted.access
+
+
+# The I/O layer hands every login of a cached user the same frozen LoginAccepted, whose rules are
+# then sorted and indexed once, not at each login.
+_access_of = IdentityMemo(_rules_of, limit=1024)
 
 
 @dataclass

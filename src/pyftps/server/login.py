@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pyftps.auth.base import Authenticator, Principal, SupportsCachedLogin, SupportsCertificateLogin
 from pyftps.proto import actions as a
 from pyftps.proto.codes import ReplyCode
+from pyftps.proto.memo import IdentityMemo
 from pyftps.proto.policy import UserTLSPolicy
 from pyftps.server.context import ServerContext
 from pyftps.server.guard import BANNED
@@ -25,18 +26,15 @@ log = logging.getLogger("pyftps.session")
 
 
 CachedLookup = Callable[[str, str], Principal | None]
-_CACHING: dict[int, tuple[Authenticator, CachedLookup | None]] = {}  # id -> (store, its cached())
 
 
-def _cache_of(authenticator: Authenticator) -> CachedLookup | None:
-    """The store's ``cached`` if it is a :class:`SupportsCachedLogin`; a Protocol check is slow, once."""
-    known = _CACHING.get(id(authenticator))
-    if known is None or known[0] is not authenticator:
-        if len(_CACHING) > 16:  # reloads and virtual hosts: keep only recent stores
-            _CACHING.clear()
-        lookup = authenticator.cached if isinstance(authenticator, SupportsCachedLogin) else None
-        known = _CACHING[id(authenticator)] = (authenticator, lookup)
-    return known[1]
+def _lookup_of(authenticator: Authenticator) -> CachedLookup | None:
+    return authenticator.cached if isinstance(authenticator, SupportsCachedLogin) else None
+
+
+# The store's ``cached`` if it is a SupportsCachedLogin: a Protocol check is slow, so once per store
+# (reloads and virtual hosts make new ones).
+_cache_of = IdentityMemo(_lookup_of, limit=16)
 
 
 def _cached_principal(authenticator: Authenticator, op: a.Authenticate) -> Principal | None:
@@ -56,20 +54,9 @@ def _accepted(principal: Principal) -> a.OpOk:
     return a.OpOk(a.LoginAccepted(principal.name, principal.permissions, tls, principal.directory_rules))
 
 
-_ACCEPTED: dict[int, tuple[Principal, a.OpOk]] = {}  # id -> (principal, its _accepted())
-
-
-def _accepted_once(principal: Principal) -> a.OpOk:
-    """:func:`_accepted` for a principal the credential cache hands out again at each login.
-
-    The value is frozen, so sessions share it, and the core can key its own per-user work on it.
-    """
-    known = _ACCEPTED.get(id(principal))
-    if known is None or known[0] is not principal:
-        if len(_ACCEPTED) >= 1024:  # users whose cache entry was renewed: start over
-            _ACCEPTED.clear()
-        known = _ACCEPTED[id(principal)] = (principal, _accepted(principal))
-    return known[1]
+# _accepted() for a principal the credential cache hands out again at each login. The value is
+# frozen, so sessions share it, and the core keys its own per-user work on it.
+_accepted_once = IdentityMemo(_accepted, limit=1024)
 
 
 class Identity:
