@@ -28,10 +28,10 @@ def no_cycle_collector() -> Iterator[None]:
         gc.enable()
 
 
-def _session_ref(handle: ServerHandle) -> weakref.ref[object]:
+def _session_ref(handle: ServerHandle, *, transport: bool = False) -> weakref.ref[object]:
     async def only() -> weakref.ref[object]:
         (connection,) = handle.server.context.connections
-        return weakref.ref(connection)
+        return weakref.ref(connection.transport if transport else connection)  # type: ignore[attr-defined]
 
     return handle.call(only())
 
@@ -45,7 +45,7 @@ def _wait_freed(handle: ServerHandle, ref: weakref.ref[object]) -> None:
             return
         handle.call(_pause())
     referrers = [type(r).__qualname__ for r in gc.get_referrers(ref())] if ref() is not None else []
-    pytest.fail(f"the closed session is still alive, held by {referrers}")
+    pytest.fail(f"the closed session's {type(ref()).__name__} is still alive, held by {referrers}")
 
 
 async def _pause() -> None:
@@ -74,5 +74,19 @@ def test_a_session_that_drops_while_its_passive_port_waits_is_freed(
     client = handle.login()
     ref = _session_ref(handle)
     client.pasv()  # a passive listener is waiting for a data connection that never comes
+    client.close()
+    _wait_freed(handle, ref)
+
+
+@pytest.mark.parametrize("how", ["quit", "drop"])
+def test_a_closed_sessions_transport_is_freed(
+    start_server: StartServer, no_cycle_collector: None, how: str
+) -> None:
+    """CPython's socket transport refers to itself through its read callback; the server breaks that."""
+    handle = start_server()
+    client = handle.login()
+    ref = _session_ref(handle, transport=True)
+    if how == "quit":
+        client.expect("QUIT", 221)
     client.close()
     _wait_freed(handle, ref)

@@ -16,7 +16,7 @@ import logging
 import socket
 from collections.abc import Callable
 
-__all__ = ["Listener", "serve"]
+__all__ = ["Listener", "release_transport", "serve"]
 
 log = logging.getLogger("pyftps.server")
 
@@ -38,6 +38,18 @@ async def serve(
         listener.start()
         return listener
     return await loop.create_server(factory, sock=sock, backlog=socket.SOMAXCONN)
+
+
+def release_transport(transport: asyncio.BaseTransport) -> None:
+    """Break a closed selector transport's self-reference so it is freed now, not at a full collection.
+
+    CPython 3.11's socket transport keeps its read callback as a bound method of itself, a cycle that
+    outlives ``connection_lost``. An idle server seldom runs a full collection, so after 1000 clients
+    ~1000 dead transports (6 objects each) stayed, spread over pymalloc arenas that could then not be
+    freed. Call it from ``connection_lost``: the reader is already removed, nothing reads it again.
+    """
+    if getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None  # type: ignore[attr-defined]
 
 
 class Listener(asyncio.AbstractServer):

@@ -29,6 +29,7 @@ from pyftps.proto.proxy import ProxyHeaderParser, ProxyProtocolError, is_trusted
 from pyftps.proto.replies import Reply
 from pyftps.proto.security import TLSState
 from pyftps.proto.session import ServerSession
+from pyftps.server.accept import release_transport
 from pyftps.server.context import ServerContext
 from pyftps.server.data import DataChannel, PendingData
 from pyftps.server.guard import BANNED
@@ -226,6 +227,8 @@ class ControlConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._shutdown("connection lost" if exc else "closed")
+        if self.transport is not None:
+            release_transport(self.transport)
 
     # ------------------------------------------------------------------ TLS
 
