@@ -147,3 +147,75 @@ def test_a_renewed_pool_lets_its_threads_go_and_still_runs_queued_work(
     finally:
         unblock.set()
         owner.pool.shutdown()
+
+
+def test_the_pool_that_runs_the_trim_can_itself_be_renewed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trim joins the retired pools' threads, so it runs in the twin, not in the pool it retires."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyftps.server import memory
+
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "release_free_memory", lambda: trims.append(1) or True)
+
+    class Owner:
+        ops = ThreadPoolExecutor(2, thread_name_prefix="test-ops")
+
+    owner = Owner()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        old = owner.ops
+        assert await loop.run_in_executor(old, lambda: 1) == 1  # a thread ran: the pool is renewed
+        threads = set(old._threads)
+        trimmer = memory.TrimWhenQuiet(delay=0.01)
+        trimmer.renew_pool(owner, "ops")
+        trimmer.went_quiet(loop, lambda: True, old)
+        for _ in range(200):  # polled: a loaded machine may take a while
+            if trims:
+                break
+            await asyncio.sleep(0.05)
+        assert trims == [1] and owner.ops is not old
+        assert not any(thread.is_alive() for thread in threads)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        owner.ops.shutdown()
+
+
+ARENAS = textwrap.dedent(
+    """
+    import ctypes, sys, threading
+    from pyftps.server import memory
+
+    if "limit" in sys.argv:
+        assert memory.limit_malloc_arenas(2)
+    started, done = threading.Barrier(9), threading.Event()
+
+    def work():
+        buffer = bytearray(20_000)  # above pymalloc's size: glibc gives this thread an arena
+        started.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    started.wait()  # all eight threads hold their buffer at once
+    ctypes.CDLL(None).malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
+    done.set()
+    for thread in threads:
+        thread.join()
+    """
+)
+
+
+def _arenas(*options: str) -> int:
+    out = subprocess.run([sys.executable, "-c", ARENAS, *options], capture_output=True, text=True, check=True)
+    return out.stderr.count("Arena ")
+
+
+def test_threads_share_two_malloc_arenas_once_limited() -> None:
+    assert _arenas() > 2  # the control: glibc's default gives threads arenas of their own
+    assert _arenas("limit") <= 2

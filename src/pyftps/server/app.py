@@ -68,7 +68,9 @@ class Server:
                 home_scanner(homes.s3_usage), rescan_after=config.quota_rescan, background_rescans=True
             ),
         )
-        self.context.trimmer.renew_pool(self.context, "transfer_executor")  # its threads' memory, once quiet
+        # Their threads' memory (stacks, frame chunks, malloc caches) goes back once quiet.
+        self.context.trimmer.renew_pool(self.context, "transfer_executor")
+        self.context.trimmer.renew_pool(self.context, "op_executor")
         self.context.metrics.set_active_callbacks(
             sessions=lambda: len(self.context.connections), transfers=lambda: self.context.running_transfers
         )

@@ -11,9 +11,13 @@ after a trim):
   unmapped on free, and glibc stops moving the threshold;
 - ``malloc_trim(0)`` once the server goes quiet: returns the free pages of every arena.
 
-Once quiet, the transfer pool is also swapped for an empty twin (:meth:`TrimWhenQuiet.renew_pool`):
-a thread that ran keeps its touched stack, its Python frame stack and its malloc caches until it
-exits, ~8 MiB for 256 threads after 1000 clients at once. Threads are started again on demand.
+glibc also gives each new thread its own arena, up to 8 per core, and what a trim cannot return
+(pages partly in use) is then spread over all of them: :func:`limit_malloc_arenas` keeps two.
+
+Once quiet, the thread pools (transfers, storage operations) are also swapped for empty twins
+(:meth:`TrimWhenQuiet.renew_pool`): a thread that ran keeps its touched stack, its Python frame stack
+and its malloc caches until it exits, ~8 MiB for 256 threads after 1000 clients at once. Threads are
+started again on demand.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import cache
 
-__all__ = ["TrimWhenQuiet", "pin_mmap_threshold", "release_free_memory"]
+__all__ = ["TrimWhenQuiet", "limit_malloc_arenas", "pin_mmap_threshold", "release_free_memory"]
 
 log = logging.getLogger("pyftps.server")
 
 _M_MMAP_THRESHOLD = -3  # glibc <malloc.h>
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 128 * 1024  # glibc's initial value: buffers of 128 KiB and more bypass the arenas
 
 
@@ -58,6 +64,16 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     if not ok:
         log.debug("mallopt(M_MMAP_THRESHOLD, %d) refused", threshold)
     return ok
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Let glibc create at most ``count`` malloc arenas for all threads. True if it took effect.
+
+    Threads then share arenas (a lock where each had its own); they allocate little per transfer
+    (the copy buffer is mmapped, OpenSSL keeps its record buffers), so the lock is seldom taken.
+    """
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, count))
 
 
 def release_free_memory() -> bool:
@@ -94,7 +110,12 @@ class TrimWhenQuiet:
     ) -> None:
         self._handle = None
         if still_quiet():
-            retired = [pool for owner, attribute in self._pools if (pool := _renew(owner, attribute))]
+            retired = []
+            for owner, attribute in self._pools:
+                if (pool := _renew(owner, attribute)) is not None:
+                    retired.append(pool)
+                    if pool is executor:  # the trim joins the retired pools: not from inside one
+                        executor = getattr(owner, attribute)
             # Off the loop: a trim walks every arena (milliseconds on a large heap).
             try:
                 loop.run_in_executor(executor, _release, retired)
