@@ -56,7 +56,7 @@ class UserLimits:
         return cls(**values)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # keys of IdentityMemo
 class Principal:
     """A logged-in user as the rest of the server sees it."""
 

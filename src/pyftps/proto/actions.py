@@ -276,7 +276,7 @@ class OpFailed:
 OpResult = OpOk | OpFailed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # keys of IdentityMemo
 class LoginAccepted:
     """Value of a successful :class:`Authenticate`: what the session needs to know of the user."""
 

@@ -72,7 +72,7 @@ def _rules_of(accepted: LoginAccepted) -> AccessRules:
 
 # The I/O layer hands every login of a cached user the same frozen LoginAccepted, whose rules are
 # then sorted and indexed once, not at each login.
-_access_of = IdentityMemo(_rules_of, limit=1024)
+_access_of = IdentityMemo(_rules_of)
 
 
 @dataclass

@@ -8,8 +8,9 @@ is logged in, which storage serves them and when their session slot is given bac
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
+from typing import cast
 
 from pyftps.auth.base import Authenticator, Principal, SupportsCachedLogin, SupportsCertificateLogin
 from pyftps.proto import actions as a
@@ -25,22 +26,17 @@ from pyftps.storage.base import Storage
 log = logging.getLogger("pyftps.session")
 
 
-CachedLookup = Callable[[str, str], Principal | None]
-
-
-def _lookup_of(authenticator: Authenticator) -> CachedLookup | None:
-    return authenticator.cached if isinstance(authenticator, SupportsCachedLogin) else None
-
-
-# The store's ``cached`` if it is a SupportsCachedLogin: a Protocol check is slow, so once per store
-# (reloads and virtual hosts make new ones).
-_cache_of = IdentityMemo(_lookup_of, limit=16)
+@functools.cache
+def _has_cached_login(kind: type) -> bool:
+    """Whether a store of this type is a SupportsCachedLogin: a Protocol check is slow, so once per type."""
+    return issubclass(kind, SupportsCachedLogin)
 
 
 def _cached_principal(authenticator: Authenticator, op: a.Authenticate) -> Principal | None:
     """A repeat login the credential cache vouches for, answered on the loop (no worker-thread hop)."""
-    cached = _cache_of(authenticator)
-    return cached(op.username, op.password) if cached is not None else None
+    if not _has_cached_login(type(authenticator)):
+        return None
+    return cast(SupportsCachedLogin, authenticator).cached(op.username, op.password)
 
 
 def _accepted(principal: Principal) -> a.OpOk:
@@ -54,9 +50,10 @@ def _accepted(principal: Principal) -> a.OpOk:
     return a.OpOk(a.LoginAccepted(principal.name, principal.permissions, tls, principal.directory_rules))
 
 
-# _accepted() for a principal the credential cache hands out again at each login. The value is
-# frozen, so sessions share it, and the core keys its own per-user work on it.
-_accepted_once = IdentityMemo(_accepted, limit=1024)
+# _accepted() once per principal: the credential cache hands the same one out at each login, and
+# logins waiting on one verification share its answer. The value is frozen, so sessions share it,
+# and the core keys its own per-user work on it.
+_accepted_once = IdentityMemo(_accepted)
 
 
 class Identity:
@@ -104,7 +101,7 @@ class Identity:
         try:
             if login.principal is None:
                 return self._refused(login.result, ip)
-            return self._settle(login.principal, _accepted(login.principal), op, ip, protected)
+            return self._settle(login.principal, _accepted_once(login.principal), op, ip, protected)
         except Exception as error:
             return self._unavailable(error)
 
