@@ -543,10 +543,10 @@ class ControlConnection(asyncio.Protocol):
             result = await self.loop.run_in_executor(
                 self.server.op_executor, run_storage_op, self.storage, op, self.id
             )
-            if isinstance(op, a.DeleteFile) and isinstance(result, a.OpOk) and self.principal is not None:
-                self.server.quotas.deleted(
-                    self.principal.name, result.value if isinstance(result.value, int) else 0
-                )
+            if isinstance(op, (a.DeleteFile, a.RenamePath)) and isinstance(result, a.OpOk):
+                freed = result.value  # the size of the file deleted or replaced, else None
+                if isinstance(freed, int) and self.principal is not None:
+                    self.server.quotas.deleted(self.principal.name, freed)
                 result = a.OpOk()
         if not self.closed:
             self._call(self.session.op_done, result)

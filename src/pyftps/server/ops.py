@@ -11,7 +11,7 @@ from pyftps.proto import actions as a
 from pyftps.proto.ascii import AsciiEncoder
 from pyftps.proto.codes import ReplyCode
 from pyftps.server.errors import reply_for
-from pyftps.storage.base import FileInfo, Storage, SupportsChmod, SupportsSetMtime
+from pyftps.storage.base import FileInfo, NotFound, Storage, SupportsChmod, SupportsSetMtime
 
 log = logging.getLogger("pyftps.server")
 
@@ -66,7 +66,9 @@ def _dispatch(storage: Storage, op: a.Op) -> object:
             storage.delete(path)
             return size
         case a.RenamePath(source, target):
+            replaced = _replaced_size(storage, source, target)
             storage.rename(source, target)
+            return replaced
         case a.SetMtime(path, mtime):
             if not isinstance(storage, SupportsSetMtime):
                 raise NotImplementedError
@@ -98,3 +100,15 @@ def _ascii_size(storage: Storage, path: str, limit: int) -> int | a.OpFailed:
         return total
     finally:
         stream.close()
+
+
+def _replaced_size(storage: Storage, source: str, target: str) -> int | None:
+    """The size of the file a rename of ``source`` onto ``target`` replaces (the quota gives it back)."""
+    try:
+        old = storage.stat(target)
+    except NotFound:
+        return None
+    new = storage.stat(source)  # gone or unreadable: the rename would fail the same way
+    if old.is_dir or new.is_dir or source == target or (old.unique is not None and old.unique == new.unique):
+        return None  # nothing replaced: a directory, or a file renamed onto itself (or a hard link of it)
+    return old.size
