@@ -623,6 +623,17 @@ def test_stou_with_a_name_keeps_it_as_prefix(ready: Harness) -> None:
     assert ready.transfers[-1].path.startswith("/pub/report.txt.")
 
 
+@pytest.mark.parametrize("name", ["n" * 255, "é" * 127 + "x"])
+def test_stou_shortens_a_long_name_to_fit_its_suffix(ready: Harness, name: str) -> None:
+    ready.passive()
+    first = ready.send(f"STOU {name}")[0]
+    match = re.fullmatch(r"FILE: (\S+)\.[0-9a-f]{8}", first.text)
+    assert first.code == 150 and match
+    stored = ready.transfers[-1].path
+    assert len(stored[1:].encode()) == 255  # the longest name the storage takes, and no longer
+    assert name.startswith(match.group(1))  # cut at a character: "é" is never split
+
+
 def test_failed_transfer_outcome_is_relayed(manual: Harness) -> None:
     manual.passive()
     manual.send("STOR big.bin")

@@ -172,8 +172,7 @@ def appe(s: ServerSession, cmd: Command) -> list[Action]:
 def stou(s: ServerSession, cmd: Command) -> list[Action]:
     # RFC 1123 §4.1.2.9: the server picks the name and announces it in the 150 reply.
     wanted = s.resolve(cmd.arg) if cmd.arg and cmd.arg.strip() else paths.join(s.state.cwd, "file")
-    unique = f"{wanted}.{secrets.token_hex(4)}"
-    return _transfer(s, TransferKind.STOU, unique)
+    return _transfer(s, TransferKind.STOU, paths.with_suffix(wanted, f".{secrets.token_hex(4)}"))
 
 
 def list_(s: ServerSession, cmd: Command) -> list[Action]:

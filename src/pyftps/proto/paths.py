@@ -38,6 +38,27 @@ def resolve(cwd: str, arg: str | None) -> str:
     return path
 
 
+def with_suffix(path: str, suffix: str) -> str:
+    """``path`` with ``suffix`` added to its last name, which is shortened to keep both limits.
+
+    STOU's server-chosen names (RFC 1123 §4.1.2.9): a client's longest allowed name plus the suffix
+    must still be a name the storage accepts. The name is cut at a character, never inside one.
+    """
+    head, _, name = path.rpartition("/")
+    excess = max(
+        _size(name + suffix) - MAX_NAME_BYTES,
+        _size(f"{head}/{name}{suffix}") - MAX_PATH_BYTES,
+    )
+    while excess > 0 and name:
+        excess -= _size(name[-1])
+        name = name[:-1]
+    return f"{head}/{name}{suffix}"
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def parent(path: str) -> str:
     head = path.rsplit("/", 1)[0]
     return head or "/"
