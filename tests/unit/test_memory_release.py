@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -192,6 +193,8 @@ ARENAS = textwrap.dedent(
 
     if "limit" in sys.argv:
         assert memory.limit_malloc_arenas(2)
+    if "default" in sys.argv:
+        assert memory.limit_malloc_arenas()  # one per core, at least two
     started, done = threading.Barrier(9), threading.Event()
 
     def work():
@@ -219,3 +222,4 @@ def _arenas(*options: str) -> int:
 def test_threads_share_two_malloc_arenas_once_limited() -> None:
     assert _arenas() > 2  # the control: glibc's default gives threads arenas of their own
     assert _arenas("limit") <= 2
+    assert _arenas("default") <= max(2, len(os.sched_getaffinity(0)))
