@@ -30,7 +30,7 @@ from pyftps.server.app import Server, port_is_bindable
 from pyftps.server.data import PassivePorts
 from pyftps.server.http import MetricsHTTPServer
 from pyftps.server.logs import XferLog
-from pyftps.server.memory import limit_malloc_arenas, pin_mmap_threshold
+from pyftps.server.memory import pin_mmap_threshold
 from pyftps.server.metrics import Metrics
 from pyftps.server.vhosts import VirtualHost, VirtualHosts
 from pyftps.tls.certs import ensure_self_signed, load_certificate_info
@@ -200,7 +200,6 @@ def run_server(config: ServerConfig, *, reload: Callable[[], ServerConfig] | Non
     info = load_certificate_info(cert_file)
     raise_open_file_limit(config.limits.max_total)
     pin_mmap_threshold()  # before any worker forks: copy buffers go back to the system when freed
-    limit_malloc_arenas()  # before any thread starts: what a trim cannot return is not spread over 16
     if config.workers > 1:
         from pyftps.prefork import run_workers
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -184,42 +183,3 @@ def test_the_pool_that_runs_the_trim_can_itself_be_renewed(monkeypatch: pytest.M
         asyncio.run(scenario())
     finally:
         owner.ops.shutdown()
-
-
-ARENAS = textwrap.dedent(
-    """
-    import ctypes, sys, threading
-    from pyftps.server import memory
-
-    if "limit" in sys.argv:
-        assert memory.limit_malloc_arenas(2)
-    if "default" in sys.argv:
-        assert memory.limit_malloc_arenas()  # one per core, at least two
-    started, done = threading.Barrier(9), threading.Event()
-
-    def work():
-        buffer = bytearray(20_000)  # above pymalloc's size: glibc gives this thread an arena
-        started.wait()
-        done.wait()
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    started.wait()  # all eight threads hold their buffer at once
-    ctypes.CDLL(None).malloc_stats()  # one "Arena N:" paragraph per arena, on stderr
-    done.set()
-    for thread in threads:
-        thread.join()
-    """
-)
-
-
-def _arenas(*options: str) -> int:
-    out = subprocess.run([sys.executable, "-c", ARENAS, *options], capture_output=True, text=True, check=True)
-    return out.stderr.count("Arena ")
-
-
-def test_threads_share_two_malloc_arenas_once_limited() -> None:
-    assert _arenas() > 2  # the control: glibc's default gives threads arenas of their own
-    assert _arenas("limit") <= 2
-    assert _arenas("default") <= max(2, len(os.sched_getaffinity(0)))
