@@ -29,11 +29,11 @@ def resolve(cwd: str, arg: str | None) -> str:
             if parts:
                 parts.pop()
             continue
-        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        if encoded_size(part) > MAX_NAME_BYTES:
             raise RemoteProtocolError(ReplyCode.FILE_NAME_NOT_ALLOWED, "File name too long.")
         parts.append(part)
     path = "/" + "/".join(parts)
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    if encoded_size(path) > MAX_PATH_BYTES:
         raise RemoteProtocolError(ReplyCode.FILE_NAME_NOT_ALLOWED, "Path too long.")
     return path
 
@@ -46,16 +46,17 @@ def with_suffix(path: str, suffix: str) -> str:
     """
     head, _, name = path.rpartition("/")
     excess = max(
-        _size(name + suffix) - MAX_NAME_BYTES,
-        _size(f"{head}/{name}{suffix}") - MAX_PATH_BYTES,
+        encoded_size(name + suffix) - MAX_NAME_BYTES,
+        encoded_size(f"{head}/{name}{suffix}") - MAX_PATH_BYTES,
     )
     while excess > 0 and name:
-        excess -= _size(name[-1])
+        excess -= encoded_size(name[-1])
         name = name[:-1]
     return f"{head}/{name}{suffix}"
 
 
-def _size(text: str) -> int:
+def encoded_size(text: str) -> int:
+    """Bytes of ``text`` on the wire and on disk, the unit of MAX_NAME_BYTES and MAX_PATH_BYTES."""
     return len(text.encode("utf-8", "surrogatepass"))
 
 
