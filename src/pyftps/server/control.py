@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -540,13 +541,16 @@ class ControlConnection(asyncio.Protocol):
         elif self.storage is None:
             result = a.OpFailed(ReplyCode.NOT_LOGGED_IN, "Please log in with USER and PASS first.")
         else:
+            user = self.principal.name if self.principal is not None else None
+            measure = user is not None and self.server.quotas.tracks(user)
             result = await self.loop.run_in_executor(
-                self.server.op_executor, run_storage_op, self.storage, op, self.id
+                self.server.op_executor,
+                functools.partial(run_storage_op, self.storage, op, self.id, measure_freed=measure),
             )
             if isinstance(op, (a.DeleteFile, a.RenamePath)) and isinstance(result, a.OpOk):
                 freed = result.value  # the size of the file deleted or replaced, else None
-                if isinstance(freed, int) and self.principal is not None:
-                    self.server.quotas.deleted(self.principal.name, freed)
+                if isinstance(freed, int) and user is not None:
+                    self.server.quotas.deleted(user, freed)
                 result = a.OpOk()
         if not self.closed:
             self._call(self.session.op_done, result)

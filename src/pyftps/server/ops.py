@@ -38,16 +38,20 @@ def authenticate(authenticator: Authenticator, op: a.Authenticate, session_id: s
     )
 
 
-def run_storage_op(storage: Storage, op: a.Op, session_id: str) -> a.OpResult:
-    """Run one non-transfer operation; every backend error becomes a reply from the one table."""
+def run_storage_op(storage: Storage, op: a.Op, session_id: str, *, measure_freed: bool = False) -> a.OpResult:
+    """Run one non-transfer operation; every backend error becomes a reply from the one table.
+
+    With ``measure_freed`` (the user has a quota), DELE and a rename that replaces a file answer the
+    size they free; else they make no extra ``stat`` (a request each on S3).
+    """
     try:
-        value = _dispatch(storage, op)
+        value = _dispatch(storage, op, measure_freed)
     except Exception as error:
         return reply_for(error, session_id=session_id)
     return value if isinstance(value, a.OpFailed) else a.OpOk(value)
 
 
-def _dispatch(storage: Storage, op: a.Op) -> object:
+def _dispatch(storage: Storage, op: a.Op, measure_freed: bool) -> object:
     match op:
         case a.StatPath(path):
             return storage.stat(path)
@@ -62,11 +66,11 @@ def _dispatch(storage: Storage, op: a.Op) -> object:
         case a.RemoveDir(path):
             storage.remove_dir(path)
         case a.DeleteFile(path):
-            size = storage.stat(path).size  # the quota gives these bytes back
+            size = storage.stat(path).size if measure_freed else None  # the quota gives it back
             storage.delete(path)
             return size
         case a.RenamePath(source, target):
-            replaced = _replaced_size(storage, source, target)
+            replaced = _replaced_size(storage, source, target) if measure_freed else None
             storage.rename(source, target)
             return replaced
         case a.SetMtime(path, mtime):
